@@ -1,0 +1,37 @@
+/*
+ * coil_buf: a borrowed view of received bytes.
+ *
+ * A buffer filled by coil_recv_buf() belongs to the loop's receive-buffer pool
+ * (on io_uring, the provided-buffer ring the kernel picks from). The task only
+ * borrows it: it must give it back with coil_buf_release(), or hand it to
+ * coil_send_buf(), which gives it back once the kernel no longer reads it.
+ * A task may hold at most coil_loop_options.bufs_per_sock buffers per socket;
+ * a buffer held for long starves every connection of its core.
+ *
+ * Threading: loop thread only; a buffer never leaves its loop.
+ */
+#ifndef COIL_BUF_H
+#define COIL_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct coil_buf {
+    char *data;      /* public: first unread byte; the holder may advance it */
+    size_t len;      /* public: bytes at data; the holder may shrink it */
+    /* private */
+    struct coil__loop *loop;   /* NULL when the view holds nothing */
+    uint32_t id;
+} coil_buf;
+
+/* Returns b's memory to its pool and empties *b. Harmless on an empty view. */
+void coil_buf_release(coil_buf *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,154 @@
+/*
+ * Sockets and the operations on them. Every operation that can wait suspends
+ * only the calling task, takes an absolute deadline (COIL_NO_DEADLINE for
+ * none; coil_deadline_in() makes one) and returns a negative errno on failure:
+ * -ETIMEDOUT when the deadline passed, -ECANCELED when the task was cancelled,
+ * or the error a coil_interrupt() chose. When one of those is returned the
+ * kernel is done with the operation's memory: buffers on the task's stack may
+ * be reused at once.
+ *
+ * At most one receive-type operation (recv, recv_buf, accept, splice as
+ * source) and one send-type operation (send, sendv, send_buf, splice as sink)
+ * may wait on a socket at a time; a second one gets -EBUSY.
+ *
+ * Threading: loop thread only; operations that wait must be called from a task
+ * (-EPERM otherwise).
+ */
+#ifndef COIL_NET_H
+#define COIL_NET_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "coil/buf.h"
+#include "coil/loop.h"
+#include "coil/task.h"
+#include "coil/timer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct coil__waiter;
+struct coil__sock_rx;
+
+/* A socket owned by one loop. Caller-allocated; its memory must stay valid
+ * from coil_sock_open() (or the call that opened it) until coil_close()
+ * returned. */
+typedef struct coil_sock {
+    void *data;                  /* public: the embedder's */
+    int fd;                      /* read-only: -1 when closed */
+    /* private */
+    struct coil__loop *loop;
+    uint32_t flags;
+    uint32_t inflight;           /* kernel operations not yet finally completed */
+    struct coil__waiter *rd;     /* task waiting to receive (or for the socket to close) */
+    struct coil__waiter *wr;     /* task waiting to send */
+    struct coil__sock_rx *rx;    /* multishot accept/recv state while armed */
+    void *closer;                /* the coil_close() waiting for the kernel */
+    coil_task_fn park_fn;
+    void *park_arg;
+    coil_timer park_timer;
+} coil_sock;
+
+/* Flags for coil_tcp_listen(). */
+enum {
+    COIL_LISTEN_REUSEPORT = 1u << 0, /* SO_REUSEPORT: one listener per core */
+};
+
+/* Adopts an open socket fd (made non-blocking here); on success the socket
+ * owns fd and coil_close() closes it. Returns 0, -EBADF, -ENOMEM. Loop
+ * thread, inside or outside a task. */
+int coil_sock_open(coil_loop *loop, coil_sock *sock, int fd);
+
+/* Creates a TCP listener bound to addr (SO_REUSEADDR always; SO_REUSEPORT with
+ * COIL_LISTEN_REUSEPORT). Port 0 picks a free port: read it back with
+ * coil_sock_port(). addr is only read during the call. Returns 0 or -errno of
+ * socket/bind/listen. Loop thread, inside or outside a task. */
+int coil_tcp_listen(coil_loop *loop, coil_sock *sock, const struct sockaddr *addr,
+                    socklen_t addrlen, int backlog, unsigned flags);
+
+/* Same for a numeric IPv4/IPv6 host ("127.0.0.1", "::", NULL = 0.0.0.0). */
+int coil_tcp_listen_host(coil_loop *loop, coil_sock *sock, const char *host,
+                         uint16_t port, int backlog, unsigned flags);
+
+/* The local port a socket is bound to, or a negative errno. */
+int coil_sock_port(const coil_sock *sock);
+
+/* Waits for a connection on listener and opens it in *conn (on io_uring, from
+ * a multishot accept that keeps running between calls). peer, if not NULL,
+ * receives the peer address. Returns 0, or -ETIMEDOUT, -ECANCELED, -EMFILE,
+ * -ENFILE, -ENOMEM, ... */
+int coil_accept(coil_sock *listener, coil_sock *conn, struct sockaddr_storage *peer,
+                int64_t deadline);
+
+/* Opens a TCP socket in *sock and connects it to addr. Returns 0, or
+ * -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, ...; on failure *sock is not open. */
+int coil_tcp_connect(coil_loop *loop, coil_sock *sock, const struct sockaddr *addr,
+                     socklen_t addrlen, int64_t deadline);
+
+/* Receives up to len bytes into caller memory (which may be on the task's
+ * stack). Returns the byte count, 0 at end of stream, or a negative errno. */
+ssize_t coil_recv(coil_sock *sock, void *buf, size_t len, int64_t deadline);
+
+/* Receives into a borrowed buffer from the loop's pool (see buf.h) and
+ * stores the view in *out. Returns the byte count (> 0), 0 at end of stream
+ * (*out empty), or a negative errno (*out empty). On io_uring this arms a
+ * multishot receive that keeps filling buffers between calls, up to
+ * bufs_per_sock of them; coil_sock_rx_stop() turns it off for backpressure. */
+ssize_t coil_recv_buf(coil_sock *sock, coil_buf *out, int64_t deadline);
+
+/* Stops a socket's multishot receive so that the kernel stops taking buffers
+ * for it (a task about to apply backpressure does this). Buffers already
+ * filled stay queued and are returned by the next receives. Waits for the
+ * multishot's final completion. From a task. Returns 0 or -EPERM. */
+int coil_sock_rx_stop(coil_sock *sock);
+
+/* Sends all len bytes (short sends are continued). buf is read until the call
+ * returns. Returns len, or a negative errno (-EPIPE, -ECONNRESET, -ETIMEDOUT,
+ * ...) in which case an unknown prefix was sent. Never raises SIGPIPE. */
+ssize_t coil_send(coil_sock *sock, const void *buf, size_t len, int64_t deadline);
+
+/* Sends all bytes of iov[0..iovcnt) (iovcnt <= IOV_MAX). The iov array may be
+ * modified during the call; the memory it points to is read until the call
+ * returns. Returns the total, or a negative errno as coil_send(). */
+ssize_t coil_sendv(coil_sock *sock, struct iovec *iov, int iovcnt, int64_t deadline);
+
+/* Sends the bytes of a borrowed buffer (possibly received on another socket
+ * of the same loop) and releases it, whatever the outcome. Returns the byte
+ * count or a negative errno. */
+ssize_t coil_send_buf(coil_sock *sock, coil_buf *buf, int64_t deadline);
+
+/* Moves up to max bytes from one socket to another inside the kernel
+ * (splice through a pipe from the loop's pipe pool), returning once the bytes
+ * read were all written. Bytes already received into borrowed buffers on
+ * from (see coil_recv_buf) go first, sent from those buffers; if they exceed
+ * max the call fails with -EINVAL, so pass max >= buf_size or drain them with
+ * coil_recv_buf first. Returns the bytes moved, 0 at end of stream on from,
+ * or a negative errno (bytes read but not written are then lost). */
+ssize_t coil_splice(coil_sock *from, coil_sock *to, size_t max, int64_t deadline);
+
+/* shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. Returns 0 or -errno. */
+int coil_shutdown(coil_sock *sock, int how);
+
+/* Parks an idle socket: the calling task stops using it (and may return),
+ * while the socket holds no task stack and no receive buffer. When bytes, end
+ * of stream or an error arrive — or when deadline passes — the loop spawns a
+ * detached task fn(arg); its first receive returns the data (or 0, the error,
+ * or -ETIMEDOUT for the deadline). Returns 0, -EINVAL (already parked or busy),
+ * -ENOMEM. Loop thread, inside or outside a task. */
+int coil_park(coil_sock *sock, coil_task_fn fn, void *arg, int64_t deadline);
+
+/* Closes the socket: cancels everything in flight or parked on it, waits for
+ * the final completions, releases queued buffers, closes fd. After it returns
+ * the socket's memory may be reused. From a task; outside a task only when
+ * nothing is in flight (-EBUSY otherwise). Returns 0 or -EBADF. Cancellation of
+ * the caller does not interrupt it. */
+int coil_close(coil_sock *sock);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

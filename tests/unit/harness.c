@@ -1,0 +1,104 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+const char *harness_backend(void)
+{
+    const char *b = getenv("COIL_BACKEND");
+    return b && *b ? b : "io_uring";
+}
+
+bool harness_is_uring(void)
+{
+    return strcmp(harness_backend(), "io_uring") == 0;
+}
+
+void harness_loop_init(coil_loop *loop, const coil_loop_options *opts)
+{
+    coil_loop_options o;
+    if (opts)
+        o = *opts;
+    else
+        coil_loop_options_default(&o);
+    o.backend = harness_backend();
+    int err = coil_loop_init(loop, &o);
+    if (err < 0)
+        fail_msg("coil_loop_init(%s): %s", o.backend, strerror(-err));
+    assert_string_equal(coil_loop_backend(loop), o.backend);
+}
+
+void harness_loop_exit(coil_loop *loop)
+{
+    coil_loop_stats st;
+    coil_loop_stats_get(loop, &st);
+    assert_int_equal(st.tasks_live, 0);
+    assert_int_equal(st.bufs_in_use, 0);
+    assert_int_equal(st.stale_completions, 0);
+    assert_int_equal(coil_loop_exit(loop), 0);
+}
+
+typedef struct run_box {
+    coil_task_fn fn;
+    void *arg;
+    int result;
+    bool done;
+} run_box;
+
+static int run_trampoline(void *arg)
+{
+    run_box *b = arg;
+    b->result = b->fn(b->arg);
+    b->done = true;
+    return 0;
+}
+
+int harness_run(coil_loop *loop, coil_task_fn fn, void *arg)
+{
+    run_box b = { .fn = fn, .arg = arg };
+    assert_int_equal(coil_spawn(loop, run_trampoline, &b, NULL), 0);
+    int64_t until = coil_now(loop) + 20000 * MS;
+    while (!b.done) {
+        int r = coil_loop_run_once(loop, 100 * MS);
+        assert_true(r >= 0);
+        if (coil_now(loop) > until)
+            fail_msg("task did not finish within 20 s");
+    }
+    /* Let tasks the main one left behind (detached handlers) wind down. */
+    for (int i = 0; i < 100 && coil_loop_run_once(loop, 0) > 0; i++) {
+    }
+    return b.result;
+}
+
+void harness_listen(coil_loop *loop, coil_sock *listener)
+{
+    int err = coil_tcp_listen_host(loop, listener, "127.0.0.1", 0, 1024, 0);
+    assert_int_equal(err, 0);
+    assert_true(coil_sock_port(listener) > 0);
+}
+
+int harness_client(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+int harness_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
