@@ -283,6 +283,8 @@ void coil_loop_stats_get(coil_loop *loop, coil_loop_stats *out)
         .cq_overflows = l->cq_overflows,
         .msgs_received = l->msgs_received,
         .loop_turns = l->loop_turns,
+        .sends_continued = l->sends_continued,
+        .bufs_overflow = l->bufs.overflows,
     };
 }
 

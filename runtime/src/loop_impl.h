@@ -151,6 +151,7 @@ struct coil__loop {
     uint64_t bufs_exhausted;
     uint64_t msgs_received;
     uint64_t loop_turns;
+    uint64_t sends_continued;
 
     coil__bufpool bufs;
 

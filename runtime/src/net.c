@@ -195,6 +195,8 @@ ssize_t coil_sendv(coil_sock *s, struct iovec *iov, int iovcnt, int64_t deadline
         if (n == 0)
             return -EPIPE;
         sent += (size_t)n;
+        if (sent < total)
+            s->loop->sends_continued++;
         /* A short send is normal (socket buffer full): skip what went out and
          * continue from the first unsent byte. */
         size_t left = (size_t)n;

@@ -36,7 +36,7 @@ static int slot_alloc(uring_state *st, coil__uring_op *op, uint32_t *idx)
         st->free_slots = f;
         for (uint32_t i = cap; i > st->cap; i--) {
             st->slot_op[i - 1] = NULL;
-            st->slot_gen[i - 1] = 0;
+            st->slot_gen[i - 1] = 1; /* never 0: a tag of 0 means "not in flight" */
             st->free_slots[st->nfree++] = i - 1;
         }
         st->cap = cap;
@@ -51,7 +51,8 @@ static void slot_free(uring_state *st, uint32_t idx)
 {
     st->slot_op[idx] = NULL;
     /* 31 bits of generation: the top bit of a tag marks special tags. */
-    st->slot_gen[idx] = (st->slot_gen[idx] + 1) & 0x7fffffffu;
+    uint32_t gen = (st->slot_gen[idx] + 1) & 0x7fffffffu;
+    st->slot_gen[idx] = gen ? gen : 1;
     st->free_slots[st->nfree++] = idx;
     st->nslots--;
 }

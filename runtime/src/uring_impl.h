@@ -37,13 +37,13 @@ struct coil__sock_rx {
     bool cancelling;     /* a cancel for ms was submitted */
     bool is_poll;        /* ms is a POLL_ADD (park without multishot recv) */
     uint32_t head_off;   /* bytes of the head entry already consumed */
-    uint16_t head, count;
-    uint16_t cap;        /* entries at which the multishot is stopped */
-    uint16_t size;       /* entries q holds */
+    uint32_t head, count;
+    uint32_t cap;        /* entries at which the multishot is stopped */
+    uint32_t size;       /* entries q holds; grows (see rx_push) */
     struct rx_entry {
         int32_t res;     /* bytes (recv) or fd (accept); <= 0 ends the stream */
         uint32_t buf_id;
-    } q[];
+    } *q;
 };
 
 typedef struct uring_state {

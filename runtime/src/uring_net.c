@@ -32,13 +32,17 @@ static int rx_ensure(coil_sock *s)
 {
     if (s->rx)
         return 0;
-    uint16_t cap = (s->flags & COIL__SOCK_LISTENER) ? 64 : (uint16_t)s->loop->opts.bufs_per_sock;
-    uint16_t size = cap + 16; /* room for completions posted before the stop took effect */
-    struct coil__sock_rx *rx = calloc(1, sizeof(*rx) + size * sizeof(rx->q[0]));
+    uint32_t cap = (s->flags & COIL__SOCK_LISTENER) ? 64 : s->loop->opts.bufs_per_sock;
+    struct coil__sock_rx *rx = calloc(1, sizeof(*rx));
     if (!rx)
         return -ENOMEM;
+    rx->size = cap + 8; /* room for completions posted before the stop took effect */
+    rx->q = malloc(rx->size * sizeof(rx->q[0]));
+    if (!rx->q) {
+        free(rx);
+        return -ENOMEM;
+    }
     rx->cap = cap;
-    rx->size = size;
     s->rx = rx;
     return 0;
 }
@@ -50,7 +54,7 @@ static struct rx_entry *rx_head(struct coil__sock_rx *rx)
 
 static void rx_pop(struct coil__sock_rx *rx)
 {
-    rx->head = (uint16_t)((rx->head + 1) % rx->size);
+    rx->head = (rx->head + 1) % rx->size;
     rx->count--;
     rx->head_off = 0;
 }
@@ -73,18 +77,37 @@ static void rx_cancel(coil_sock *s)
     }
 }
 
+/* Doubles the queue, keeping entries in order. */
+static int rx_grow(struct coil__sock_rx *rx)
+{
+    uint32_t size = rx->size * 2;
+    struct rx_entry *q = malloc(size * sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < rx->count; i++)
+        q[i] = rx->q[(rx->head + i) % rx->size];
+    free(rx->q);
+    rx->q = q;
+    rx->head = 0;
+    rx->size = size;
+    return 0;
+}
+
 static void rx_push(coil_sock *s, int32_t res, uint32_t buf_id)
 {
     struct coil__sock_rx *rx = s->rx;
-    if (rx->count == rx->size) {
-        /* The kernel outran the stop by more than the slack. Dropping bytes
-         * silently would corrupt the stream; end it with an error instead. */
+    /* Completions posted between reaching cap and the cancel taking effect
+     * still need a place: a multishot accept takes the whole backlog at once.
+     * The queue grows rather than drop a connection or bytes; its size stays
+     * bounded by the backlog (accept) or the buffer ring (recv). */
+    if (rx->count == rx->size && rx_grow(rx) < 0) {
         if (res > 0 && !(s->flags & COIL__SOCK_LISTENER))
             coil__buf_give_back(s->loop, buf_id);
         else if (res >= 0)
             close(res);
-        struct rx_entry *last = &rx->q[(rx->head + rx->count - 1) % rx->size];
-        last->res = -EOVERFLOW;
+        /* Out of memory: end the stream with an error rather than lose
+         * part of it silently. */
+        rx->q[(rx->head + rx->count - 1) % rx->size].res = -ENOMEM;
         return;
     }
     struct rx_entry *e = &rx->q[(rx->head + rx->count) % rx->size];
@@ -522,6 +545,7 @@ static void rx_release(coil_sock *s)
         }
         rx_pop(rx);
     }
+    free(rx->q);
     free(rx);
     s->rx = NULL;
 }
@@ -530,7 +554,10 @@ static int u_quiesce(coil_sock *s)
 {
     struct coil__loop *l = s->loop;
     if (s->inflight) {
-        if (!l->current || coil__tls_loop != l)
+        bool in_task = l->current && coil__tls_loop == l;
+        /* Outside a task the loop can be turned here, but not from inside
+         * one of its own callbacks. */
+        if (!in_task && l->running)
             return -EBUSY;
         struct io_uring_sqe *sqe = coil__uring_sqe(l);
         if (sqe) {
@@ -540,6 +567,12 @@ static int u_quiesce(coil_sock *s)
         /* Memory the kernel may still write (buffers, the rx queue, caller
          * buffers of other tasks) stays ours until every final completion. */
         while (s->inflight) {
+            if (!in_task) {
+                int err = coil__uring_poll(l, -1);
+                if (err < 0)
+                    return err;
+                continue;
+            }
             coil__wait w = { .shield = true };
             s->closer = &w;
             coil__block(l, &w, COIL_NO_DEADLINE);

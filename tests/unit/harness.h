@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "coil/coil.h"
@@ -35,5 +36,10 @@ void harness_listen(coil_loop *loop, coil_sock *listener);
 int harness_client(int port);
 /* Count of open fds of this process. */
 int harness_fd_count(void);
+
+/* Runs a cmocka group; COIL_TEST_FILTER (a cmocka glob) picks tests. */
+#define HARNESS_RUN(tests)                                                                         \
+    (getenv("COIL_TEST_FILTER") ? cmocka_set_test_filter(getenv("COIL_TEST_FILTER")) : (void)0,    \
+     cmocka_run_group_tests(tests, NULL, NULL))
 
 #endif

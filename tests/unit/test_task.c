@@ -324,5 +324,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exit_busy_and_join_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_once_timeout, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return HARNESS_RUN(tests);
 }

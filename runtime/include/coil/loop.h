@@ -65,6 +65,8 @@ typedef struct coil_loop_stats {
     uint64_t cq_overflows;        /* times the completion queue overflowed */
     uint64_t msgs_received;
     uint64_t loop_turns;
+    uint64_t sends_continued;     /* sends that went on after a short send */
+    uint64_t bufs_overflow;       /* heap buffers used because the pool was dry */
 } coil_loop_stats;
 
 /* Fills *opts with the defaults listed above. Any thread. */

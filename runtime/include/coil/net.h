@@ -143,9 +143,11 @@ int coil_park(coil_sock *sock, coil_task_fn fn, void *arg, int64_t deadline);
 
 /* Closes the socket: cancels everything in flight or parked on it, waits for
  * the final completions, releases queued buffers, closes fd. After it returns
- * the socket's memory may be reused. From a task; outside a task only when
- * nothing is in flight (-EBUSY otherwise). Returns 0 or -EBADF. Cancellation of
- * the caller does not interrupt it. */
+ * the socket's memory may be reused. From a task, or from outside the loop's
+ * run functions (then it turns the backend itself until the kernel is done);
+ * -EBUSY from a timer or message callback while operations are in flight.
+ * Returns 0, -EBADF, -EBUSY. Cancellation of the caller does not interrupt
+ * it. */
 int coil_close(coil_sock *sock);
 
 #ifdef __cplusplus
