@@ -195,7 +195,9 @@ int coil_loop_run_once(coil_loop *loop, int64_t timeout_ns)
     l->now = coil__clock_ns();
     coil__msgs_run(l);
     coil__run_ready(l);
-    int err = l->be->poll(l, wait_budget(l, timeout_ns));
+    /* Nothing alive: nothing of ours could end a wait, so do not block. */
+    int64_t budget = alive(l) ? wait_budget(l, timeout_ns) : 0;
+    int err = l->be->poll(l, budget);
     l->now = coil__clock_ns();
     coil__timers_run(l);
     coil__msgs_run(l);

@@ -169,6 +169,11 @@ ssize_t coil_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
     return s->loop->be->recv_buf(s, out, deadline);
 }
 
+bool coil_sock_rx_pending(const coil_sock *s)
+{
+    return coil__sock_rx_has(s);
+}
+
 int coil_sock_rx_stop(coil_sock *s)
 {
     NEED_TASK(s);

@@ -17,6 +17,7 @@
 #ifndef COIL_NET_H
 #define COIL_NET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -99,6 +100,11 @@ ssize_t coil_recv(coil_sock *sock, void *buf, size_t len, int64_t deadline);
  * multishot receive that keeps filling buffers between calls, up to
  * bufs_per_sock of them; coil_sock_rx_stop() turns it off for backpressure. */
 ssize_t coil_recv_buf(coil_sock *sock, coil_buf *out, int64_t deadline);
+
+/* True when bytes (or the end of stream) already received on the socket wait
+ * in its queue, so a receive would return without waiting: a task that
+ * wants to park checks this first. Loop thread. */
+bool coil_sock_rx_pending(const coil_sock *sock);
 
 /* Stops a socket's multishot receive so that the kernel stops taking buffers
  * for it (a task about to apply backpressure does this). Buffers already
