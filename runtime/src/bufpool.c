@@ -19,9 +19,11 @@ int coil__bufpool_init(coil__bufpool *p, uint32_t count, uint32_t size)
     bytes = (bytes + page - 1) / page * page;
     p->mem = aligned_alloc(page, bytes);
     p->free_ids = malloc(count * sizeof(*p->free_ids));
-    if (!p->mem || !p->free_ids) {
+    p->refs = calloc(count, sizeof(*p->refs));
+    if (!p->mem || !p->free_ids || !p->refs) {
         free(p->mem);
         free(p->free_ids);
+        free(p->refs);
         return -ENOMEM;
     }
     /* Lowest ids on top of the stack: they are handed out first. */
@@ -36,7 +38,9 @@ void coil__bufpool_exit(coil__bufpool *p)
     for (uint32_t i = 0; i < p->nextra; i++)
         free(p->extra[i]);
     free(p->extra);
+    free(p->extra_refs);
     free(p->extra_free);
+    free(p->refs);
     free(p->mem);
     free(p->free_ids);
     *p = (coil__bufpool){ 0 };
@@ -68,6 +72,10 @@ int coil__bufpool_take_any(coil__bufpool *p, uint32_t *id)
             if (!e)
                 return -ENOMEM;
             p->extra = e;
+            uint16_t *r = realloc(p->extra_refs, cap * sizeof(*r));
+            if (!r)
+                return -ENOMEM;
+            p->extra_refs = r;
             uint32_t *f = realloc(p->extra_free, cap * sizeof(*f));
             if (!f)
                 return -ENOMEM;
@@ -77,6 +85,7 @@ int coil__bufpool_take_any(coil__bufpool *p, uint32_t *id)
         slot = p->nextra++;
     }
     p->extra[slot] = malloc(p->size);
+    p->extra_refs[slot] = 0;
     if (!p->extra[slot]) {
         p->extra_free[p->nextra_free++] = slot;
         return -ENOMEM;
@@ -102,8 +111,18 @@ void coil__buf_view(struct coil__loop *l, coil_buf *out, uint32_t id, size_t len
     out->id = id;
 }
 
+static uint16_t *ref_of(coil__bufpool *p, uint32_t id)
+{
+    return id < p->count ? &p->refs[id] : &p->extra_refs[id - p->count];
+}
+
 void coil__buf_give_back(struct coil__loop *l, uint32_t id)
 {
+    uint16_t *ref = ref_of(&l->bufs, id);
+    if (*ref) {
+        (*ref)--; /* another view still holds it */
+        return;
+    }
     l->bufs.in_use--;
     if (id >= l->bufs.count) {
         uint32_t slot = id - l->bufs.count;
@@ -114,6 +133,20 @@ void coil__buf_give_back(struct coil__loop *l, uint32_t id)
         l->be->buf_recycle(l, id);
     else
         l->bufs.free_ids[l->bufs.nfree++] = id;
+}
+
+int coil_buf_share(const coil_buf *b, size_t off, size_t len, coil_buf *out)
+{
+    if (!b->loop || off > b->len || len > b->len - off)
+        return -EINVAL;
+    uint16_t *ref = ref_of(&b->loop->bufs, b->id);
+    if (*ref == UINT16_MAX)
+        return -EOVERFLOW;
+    (*ref)++;
+    *out = *b;
+    out->data = b->data + off;
+    out->len = len;
+    return 0;
 }
 
 void coil_buf_release(coil_buf *b)

@@ -71,6 +71,8 @@ typedef struct coil__bufpool {
     uint32_t *free_ids;        /* stack of free ids (user-space pools only) */
     uint32_t nfree;
     uint32_t in_use;
+    uint16_t *refs;            /* extra views of a buffer (coil_buf_share); 0 = one holder */
+    uint16_t *extra_refs;
     char **extra;              /* overflow buffers, ids count + i */
     uint32_t *extra_free;
     uint32_t nextra, nextra_free, extra_cap;

@@ -361,17 +361,23 @@ int coil_park(coil_sock *s, coil_task_fn fn, void *arg, int64_t deadline)
     return err;
 }
 
+int coil_unpark(coil_sock *s)
+{
+    if (!(s->flags & COIL__SOCK_PARKED))
+        return -EALREADY;
+    coil_timer_stop(&s->park_timer);
+    s->loop->be->unpark(s);
+    s->flags &= ~COIL__SOCK_PARKED;
+    s->loop->socks_parked--;
+    return 0;
+}
+
 int coil_close(coil_sock *s)
 {
     if (!(s->flags & COIL__SOCK_OPEN) || (s->flags & COIL__SOCK_CLOSING))
         return -EBADF;
     struct coil__loop *l = s->loop;
-    if (s->flags & COIL__SOCK_PARKED) {
-        coil_timer_stop(&s->park_timer);
-        l->be->unpark(s);
-        s->flags &= ~COIL__SOCK_PARKED;
-        l->socks_parked--;
-    }
+    coil_unpark(s);
     coil_timer_stop(&s->park_timer);
     s->flags |= COIL__SOCK_CLOSING;
     int err = l->be->quiesce(s);

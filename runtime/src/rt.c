@@ -36,6 +36,8 @@ struct coil_rt {
     bool stopping;
     pthread_t sig_thread;
     bool sig_started;
+    bool sigmask_saved;
+    sigset_t caller_sigmask;  /* the starting thread's mask before start */
     unsigned n;
     rt_core cores[];
 };
@@ -85,6 +87,9 @@ static void *core_main(void *arg)
         err = rt->opts.on_start(&c->loop, c->index, rt->opts.data);
         c->err = err < 0 ? err : 0;
     }
+    /* on_stop closes what on_start opened: it runs only where on_start ran
+     * and succeeded. A failing on_start cleans up after itself. */
+    bool started = go && !c->err;
     pthread_mutex_lock(&rt->mu);
     if (c->err)
         rt->failed = true;
@@ -96,17 +101,20 @@ static void *core_main(void *arg)
     if (!c->loop_alive)
         return NULL;
 
-    if (go && !c->err) {
+    if (started) {
         coil_loop_ref(&c->loop);
         int r = coil_loop_run(&c->loop);
         if (r < 0 && !c->err)
             c->err = r;
         coil_loop_unref(&c->loop);
+        if (rt->opts.on_stop)
+            rt->opts.on_stop(&c->loop, c->index, rt->opts.data);
     }
-    if (rt->opts.on_stop)
-        rt->opts.on_stop(&c->loop, c->index, rt->opts.data);
-    /* Let the tasks on_stop cancelled finish, then release the loop. */
-    coil_loop_run(&c->loop);
+    /* Let the tasks on_stop cancelled finish, then release the loop. A stray
+     * stop (a signal's, say) must not cut this short: run until idle. */
+    do
+        coil_loop_run(&c->loop);
+    while (coil_loop_run_once(&c->loop, 0) > 0);
     pthread_mutex_lock(&rt->mu);
     c->loop_alive = false;
     pthread_mutex_unlock(&rt->mu);
@@ -142,9 +150,16 @@ static void *signal_main(void *arg)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    /* coil_rt_wait cancels this thread: let that happen only inside sigwait,
+     * never while it holds rt->mu (the mutex would be destroyed locked) or
+     * between a malloc and the post that hands the memory over. */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     for (;;) {
         int signo;
-        if (sigwait(&set, &signo) != 0)
+        pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+        int werr = sigwait(&set, &signo);
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        if (werr != 0)
             continue;
         pthread_mutex_lock(&rt->mu);
         if (!rt->opts.on_signal && signo != SIGHUP)
@@ -210,7 +225,7 @@ int coil_rt_start(coil_rt **out, const coil_rt_options *opts)
         sigaddset(&set, SIGINT);
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        rt->sigmask_saved = pthread_sigmask(SIG_BLOCK, &set, &rt->caller_sigmask) == 0;
     }
     unsigned created = 0;
     for (unsigned i = 0; i < n; i++) {
@@ -275,6 +290,12 @@ int coil_rt_wait(coil_rt *rt)
         pthread_cancel(rt->sig_thread);
         pthread_join(rt->sig_thread, NULL);
     }
+    /* The runtime no longer takes the signals: give the calling thread (the
+     * one that started it) its mask back, or it would ignore SIGINT/SIGTERM
+     * from now on. A signal that arrived since the signal thread went is
+     * delivered now, with the process's own disposition. */
+    if (rt->sigmask_saved)
+        pthread_sigmask(SIG_SETMASK, &rt->caller_sigmask, NULL);
     pthread_mutex_destroy(&rt->mu);
     pthread_cond_destroy(&rt->cv);
     free(rt);

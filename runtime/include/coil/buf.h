@@ -28,7 +28,15 @@ typedef struct coil_buf {
     uint32_t id;
 } coil_buf;
 
-/* Returns b's memory to its pool and empties *b. Harmless on an empty view. */
+/* Makes *out a second view of bytes [off, off + len) of b's buffer. The
+ * buffer goes back to its pool only when every view was released (or sent
+ * with coil_send_buf). Used to hand out part of a received buffer — a body
+ * chunk — while the rest stays with its first holder. Returns 0, -EINVAL
+ * (empty b or range outside it), -EOVERFLOW (65535 views). */
+int coil_buf_share(const coil_buf *b, size_t off, size_t len, coil_buf *out);
+
+/* Gives up this view; the memory returns to its pool when no other view
+ * holds it. Empties *b. Harmless on an empty view. */
 void coil_buf_release(coil_buf *b);
 
 #ifdef __cplusplus

@@ -147,6 +147,11 @@ int coil_shutdown(coil_sock *sock, int how);
  * -ENOMEM. Loop thread, inside or outside a task. */
 int coil_park(coil_sock *sock, coil_task_fn fn, void *arg, int64_t deadline);
 
+/* Takes a parked socket back: no task will be spawned for it. Returns 0, or
+ * -EALREADY when it is not parked (its park already fired: the task it
+ * spawned owns the socket now). Loop thread. */
+int coil_unpark(coil_sock *sock);
+
 /* Closes the socket: cancels everything in flight or parked on it, waits for
  * the final completions, releases queued buffers, closes fd. After it returns
  * the socket's memory may be reused. From a task, or from outside the loop's
