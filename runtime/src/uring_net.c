@@ -154,9 +154,10 @@ static void ms_on_cqe(coil__uring_op *op, int32_t res, uint32_t flags, bool more
         coil__sock_park_fire(s, false);
 }
 
-static int rx_arm(coil_sock *s)
+/* Arms the socket's own long-lived operation: a multishot accept or receive,
+ * or (park without multishot) a one-shot poll for readability. */
+static int rx_arm_kind(coil_sock *s, bool poll)
 {
-    struct coil__loop *l = s->loop;
     int err = rx_ensure(s);
     if (err < 0)
         return err;
@@ -165,10 +166,12 @@ static int rx_arm(coil_sock *s)
         return 0;
     coil__uring_op_init(&rx->ms, s);
     rx->ms.on_cqe = ms_on_cqe;
-    struct io_uring_sqe *sqe = coil__uring_start(l, &rx->ms);
+    struct io_uring_sqe *sqe = coil__uring_start(s->loop, &rx->ms);
     if (!sqe)
         return -ENOMEM;
-    if (s->flags & COIL__SOCK_LISTENER) {
+    if (poll) {
+        io_uring_prep_poll_add(sqe, s->fd, POLLIN | POLLRDHUP);
+    } else if (s->flags & COIL__SOCK_LISTENER) {
         io_uring_prep_multishot_accept(sqe, s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     } else {
         io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
@@ -177,8 +180,13 @@ static int rx_arm(coil_sock *s)
     }
     coil__uring_tag(sqe, &rx->ms);
     rx->armed = true;
-    rx->is_poll = false;
+    rx->is_poll = poll;
     return 0;
+}
+
+static int rx_arm(coil_sock *s)
+{
+    return rx_arm_kind(s, false);
 }
 
 static void rx_wait_abort(coil__wait *w)
@@ -486,35 +494,14 @@ static ssize_t u_splice(coil_sock *s, int pipe_fd, size_t len, bool sock_to_pipe
     }
 }
 
-static void prep_park_poll(struct io_uring_sqe *sqe, coil_sock *s)
-{
-    io_uring_prep_poll_add(sqe, s->fd, POLLIN | POLLRDHUP);
-}
-
 static int u_park(coil_sock *s)
 {
     if (coil__sock_rx_has(s)) {
         coil__sock_park_fire(s, false);
         return 0;
     }
-    if (SS(s)->multishot && !(s->flags & COIL__SOCK_RX_STARVED))
-        return rx_arm(s);
-    int err = rx_ensure(s);
-    if (err < 0)
-        return err;
-    struct coil__sock_rx *rx = s->rx;
-    if (rx->armed)
-        return 0;
-    coil__uring_op_init(&rx->ms, s);
-    rx->ms.on_cqe = ms_on_cqe;
-    struct io_uring_sqe *sqe = coil__uring_start(s->loop, &rx->ms);
-    if (!sqe)
-        return -ENOMEM;
-    prep_park_poll(sqe, s);
-    coil__uring_tag(sqe, &rx->ms);
-    rx->armed = true;
-    rx->is_poll = true;
-    return 0;
+    bool multishot = SS(s)->multishot && !(s->flags & COIL__SOCK_RX_STARVED);
+    return rx_arm_kind(s, !multishot);
 }
 
 static void u_unpark(coil_sock *s)

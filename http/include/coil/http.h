@@ -1,0 +1,295 @@
+/*
+ * coil HTTP/1.1 server layer: per-core listeners, keep-alive and pipelining,
+ * request bodies read as streams of borrowed chunks, responses streamed with
+ * Content-Length or chunked, and handlers composed from services and
+ * middleware in the spirit of tower's Service/Layer.
+ *
+ * Threading: everything here runs on one loop's thread. A handler runs in
+ * the connection's task: it may wait (read the body, sleep, call an
+ * upstream) without blocking its core.
+ */
+#ifndef COIL_HTTP_H
+#define COIL_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "coil/coil.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A header field. Name and value are not NUL-terminated. */
+typedef struct coil_http_field {
+    const char *name;
+    uint32_t name_len;
+    const char *value;
+    uint32_t value_len;
+} coil_http_field;
+
+/* Builds a field from two C strings (for responses). */
+#define COIL_HTTP_FIELD(n, v) { (n), (uint32_t)(sizeof(n) - 1), (v), (uint32_t)__builtin_strlen(v) }
+
+struct coil__http_exchange;
+
+/* A request as the handler sees it. Every pointer in it is valid until the
+ * handler returns. */
+typedef struct coil_http_request {
+    void *data;                   /* public: for handlers and middleware */
+    /* read-only */
+    const char *method;
+    uint32_t method_len;
+    const char *target;           /* as received */
+    uint32_t target_len;
+    const char *path;             /* without the query */
+    uint32_t path_len;
+    const char *query;            /* NULL if none */
+    uint32_t query_len;
+    const char *host;
+    uint32_t host_len;
+    int version_minor;            /* HTTP/1.<version_minor> */
+    const coil_http_field *fields;
+    uint32_t nfields;
+    int64_t content_length;       /* -1 when not declared */
+    bool chunked;
+    bool keep_alive;              /* the client wants the connection kept */
+    const struct sockaddr_storage *peer;
+    coil_loop *loop;
+    unsigned core;                /* index given to coil_http_server_start */
+    int64_t start_ns;             /* loop clock when the head was complete */
+    /* private */
+    struct coil__http_exchange *x;
+} coil_http_request;
+
+/* True if the method is exactly m (case-sensitive, as RFC 9110 says). */
+bool coil_http_method_is(const coil_http_request *req, const char *m);
+
+/* The first field called name (case-insensitive), or NULL. */
+const coil_http_field *coil_http_field_find(const coil_http_request *req, const char *name);
+
+/* ---- request body ---- */
+
+/* Reads the next piece of the request body as a borrowed view (see buf.h:
+ * release it, or send it with coil_send_buf / coil_http_response_write_buf).
+ * Sends "100 Continue" first if the client asked for it and nothing was
+ * answered yet. Returns the byte count (> 0), 0 at the end of the body,
+ * -EMSGSIZE when the body passes the limit (the server then answers 413 if
+ * no response started), -ETIMEDOUT (idle or too slow: 408), -EPROTO (bad
+ * framing: 400), -ECONNRESET / -EPIPE (client gone), -ECANCELED. */
+ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out);
+
+/* Same, copying into buf[0..len). */
+ssize_t coil_http_body_read_into(coil_http_request *req, void *buf, size_t len);
+
+/* Reads the whole body into a malloc'd buffer (*out, NUL-terminated for
+ * convenience, free() it) of at most max bytes. Returns its length or an
+ * error as coil_http_body_read (-EMSGSIZE past max). */
+ssize_t coil_http_body_read_all(coil_http_request *req, char **out, size_t max);
+
+/* Lowers or raises this request's body limit (bytes; 0 = none) before the
+ * body is read; routes use it. */
+void coil_http_set_body_limit(coil_http_request *req, uint64_t max);
+
+/* ---- response ---- */
+
+/* Sends a complete response with a fixed body. fields may be NULL; Date,
+ * Content-Length and Connection are added by the server. Body bytes are not
+ * sent for HEAD requests and 1xx/204/304 statuses. Returns 0 or a negative
+ * errno (-EALREADY if a response already started, -EPIPE, -ETIMEDOUT...). */
+int coil_http_respond(coil_http_request *req, int status, const coil_http_field *fields,
+                      unsigned nfields, const void *body, size_t len);
+
+/* Starts a streamed response: content_length >= 0 announces the length,
+ * -1 streams chunked (HTTP/1.1) or until close (HTTP/1.0). The head is sent
+ * with the first write. Returns 0, -EALREADY, -EINVAL. */
+int coil_http_response_begin(coil_http_request *req, int status, const coil_http_field *fields,
+                             unsigned nfields, int64_t content_length);
+
+/* Sends body bytes of a streamed response (one chunk when chunked). Waits
+ * while the client is slow, but a client that makes no progress for the
+ * server's send timeout gets -ETIMEDOUT. Returns len, or -EPIPE /
+ * -ECONNRESET (client gone), -ETIMEDOUT, -EMSGSIZE (more than announced). */
+ssize_t coil_http_response_write(coil_http_request *req, const void *data, size_t len);
+
+/* Same with a borrowed buffer, sent from where it is and released. */
+ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf);
+
+/* Ends a streamed response (the last chunk, with trailers if chunked;
+ * trailers are ignored otherwise). Returns 0 or a negative errno; -EPROTO if
+ * fewer bytes than announced were written (the connection is then closed). */
+int coil_http_response_end(coil_http_request *req, const coil_http_field *trailers,
+                           unsigned ntrailers);
+
+/* True once a response head was queued. */
+bool coil_http_response_started(const coil_http_request *req);
+
+/* Waits until the client closes the connection or the deadline passes, for
+ * long-lived responses that otherwise only learn it at their next write.
+ * Returns 0 (closed), -ETIMEDOUT, -ECANCELED. */
+int coil_http_wait_client_gone(coil_http_request *req, int64_t deadline);
+
+/* ---- services and middleware ---- */
+
+typedef struct coil_http_service coil_http_service;
+
+/* Handles one request. Return 0 when handled (if no response was started the
+ * server answers 500); a negative errno for failure (500 if nothing was sent,
+ * else the connection is closed). */
+typedef int (*coil_http_call_fn)(coil_http_service *self, coil_http_request *req);
+
+/* A service: something that answers requests. Middleware is a service that
+ * wraps another (inner). Caller-allocated; must outlive the server. */
+struct coil_http_service {
+    coil_http_call_fn call;
+    coil_http_service *inner;  /* the wrapped service, for middleware */
+    void *data;                /* public */
+};
+
+static inline int coil_http_call(coil_http_service *svc, coil_http_request *req)
+{
+    return svc->call(svc, req);
+}
+
+/* A plain function as a service. */
+typedef int (*coil_http_handler_fn)(coil_http_request *req, void *data);
+typedef struct coil_http_fn_service {
+    coil_http_service svc;
+    coil_http_handler_fn fn;
+} coil_http_fn_service;
+coil_http_service *coil_http_fn_init(coil_http_fn_service *s, coil_http_handler_fn fn, void *data);
+
+/* Timeout: the inner service gets ns nanoseconds; past that its current wait
+ * returns -ETIMEDOUT and, if it had not started a response, the client gets
+ * 503. */
+typedef struct coil_http_timeout {
+    coil_http_service svc;
+    int64_t ns;
+} coil_http_timeout;
+coil_http_service *coil_http_timeout_init(coil_http_timeout *t, coil_http_service *inner, int64_t ns);
+
+/* Concurrency limit: at most max requests run the inner service at once on
+ * this core; others wait (up to wait_ns, then 503). */
+typedef struct coil_http_concurrency {
+    coil_http_service svc;
+    unsigned max, running;
+    int64_t wait_ns;
+    coil_event freed;
+} coil_http_concurrency;
+coil_http_service *coil_http_concurrency_init(coil_http_concurrency *c, coil_http_service *inner,
+                                              unsigned max, int64_t wait_ns);
+
+/* Load shedding: when max requests already run on this core, answer 503
+ * with Retry-After at once instead of queueing. */
+typedef struct coil_http_shed {
+    coil_http_service svc;
+    unsigned max, running;
+    uint64_t shed;             /* read-only: requests refused */
+} coil_http_shed;
+coil_http_service *coil_http_shed_init(coil_http_shed *s, coil_http_service *inner, unsigned max);
+
+/* Access log: one line per request (time, client, method, target, status,
+ * bytes in/out, duration, core), buffered per core and written in batches so
+ * a request never waits on the log file. fd is not closed by coil. */
+typedef struct coil_http_access_log {
+    coil_http_service svc;
+    int fd;
+    char *buf;
+    size_t len, cap;
+    coil_timer flush_timer;
+} coil_http_access_log;
+coil_http_service *coil_http_access_log_init(coil_http_access_log *a, coil_http_service *inner,
+                                             coil_loop *loop, int fd);
+/* Writes what is buffered and stops the flush timer. */
+void coil_http_access_log_exit(coil_http_access_log *a);
+
+/* ---- router ---- */
+
+typedef struct coil_http_route {
+    const char *method;        /* NULL: any method */
+    const char *path;          /* exact path, or prefix when prefix is set */
+    bool prefix;
+    coil_http_service *service;
+    uint64_t max_body;         /* 0: the server's limit */
+} coil_http_route;
+
+/* Picks the route whose path matches (exact before prefix, longest prefix
+ * first); 404 when none matches the path, 405 with Allow when the path
+ * matches but not the method. routes must outlive the router. */
+typedef struct coil_http_router {
+    coil_http_service svc;
+    const coil_http_route *routes;
+    unsigned nroutes;
+} coil_http_router;
+coil_http_service *coil_http_router_init(coil_http_router *r, const coil_http_route *routes,
+                                         unsigned nroutes);
+
+/* ---- server ---- */
+
+typedef struct coil_http_limits {
+    uint32_t max_request_line;   /* default 8 KiB (414) */
+    uint32_t max_header_bytes;   /* default 16 KiB (431) */
+    uint32_t max_headers;        /* default 100 (431) */
+    uint32_t max_chunk_ext;      /* default 1 KiB per chunk line (400) */
+    uint64_t max_body;           /* default 1 MiB (413); 0 = none */
+} coil_http_limits;
+
+typedef struct coil_http_timeouts {
+    int64_t header_ns;           /* request line + fields, in total (slowloris): 10 s */
+    int64_t body_idle_ns;        /* between body bytes: 30 s */
+    uint64_t body_min_rate;      /* bytes/s averaged after body_idle_ns; 0 = off */
+    int64_t keepalive_ns;        /* idle between requests: 60 s */
+    int64_t send_idle_ns;        /* a send that makes no progress: 30 s */
+    int64_t drain_ns;            /* graceful stop: in-flight work gets this long: 10 s */
+} coil_http_timeouts;
+
+typedef struct coil_http_server_config {
+    const char *host;            /* numeric address; NULL = 0.0.0.0 */
+    uint16_t port;               /* 0 = any (read back with coil_http_server_port) */
+    int backlog;                 /* default 1024 */
+    bool reuseport;              /* one listener per core on the same port */
+    coil_http_service *service;
+    coil_http_limits limits;
+    coil_http_timeouts timeouts;
+    unsigned core;               /* reported in coil_http_request.core */
+} coil_http_server_config;
+
+typedef struct coil_http_server coil_http_server;
+
+/* Counters of one server (one core). */
+typedef struct coil_http_server_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_open;
+    uint64_t requests;
+    uint64_t errors_4xx_parse;   /* requests rejected by the parser */
+    uint64_t timeouts;
+} coil_http_server_stats;
+
+void coil_http_server_config_default(coil_http_server_config *cfg);
+
+/* Listens and starts accepting on loop. cfg is copied; cfg->service must
+ * outlive the server. Returns 0, or -errno from listen, -ENOMEM, -EINVAL.
+ * Loop thread, inside or outside a task. */
+int coil_http_server_start(coil_loop *loop, const coil_http_server_config *cfg,
+                           coil_http_server **out);
+
+int coil_http_server_port(const coil_http_server *srv);
+void coil_http_server_stats_get(const coil_http_server *srv, coil_http_server_stats *out);
+
+/* Graceful stop: stops accepting (the listener closes), closes idle
+ * connections, lets requests in flight finish within drain_ns (then cancels
+ * them), and frees the server once its last connection is gone — run the
+ * loop until then (coil_loop_run returns when nothing is left). srv is
+ * invalid after this call. Loop thread, outside any of the server's tasks. */
+void coil_http_server_stop(coil_http_server *srv);
+
+/* The reason phrase of a status code ("OK", "Not Found"...), or "". */
+const char *coil_http_reason(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,520 @@
+/*
+ * One request and its response on a connection: the body read as borrowed
+ * views of the receive buffer it arrived in, and the response head queued in
+ * a small output buffer so that a head and a short body — or several
+ * pipelined responses — leave in one send.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http_impl.h"
+
+static int64_t send_deadline(coil__http_conn *c)
+{
+    return coil_deadline_in(c->srv->loop, c->srv->cfg.timeouts.send_idle_ns);
+}
+
+void coil__http_exchange_init(coil__http_exchange *x, coil__http_conn *c, coil__http_parser *p,
+                              char *out)
+{
+    *x = (coil__http_exchange){ .conn = c, .parser = p, .out = out, .resp_len = -1 };
+    const coil__http_head *h = &p->head;
+    coil_http_request *r = &x->req;
+    *r = (coil_http_request){
+        .method = h->method,
+        .method_len = h->method_len,
+        .target = h->target,
+        .target_len = h->target_len,
+        .path = h->path,
+        .path_len = h->path_len,
+        .query = h->query,
+        .query_len = h->query_len,
+        .host = h->host,
+        .host_len = h->host_len,
+        .version_minor = h->version_minor,
+        .fields = (const coil_http_field *)h->fields,
+        .nfields = h->nfields,
+        .content_length = h->content_length,
+        .chunked = h->chunked,
+        .keep_alive = h->keep_alive,
+        .peer = &c->peer,
+        .loop = c->srv->loop,
+        .core = c->srv->cfg.core,
+        .start_ns = coil_now(c->srv->loop),
+        .x = x,
+    };
+    x->body_state = h->has_body ? BODY_READING : BODY_DONE;
+    x->body_limit = c->srv->cfg.limits.max_body;
+}
+
+bool coil_http_method_is(const coil_http_request *req, const char *m)
+{
+    size_t n = strlen(m);
+    return req->method_len == n && memcmp(req->method, m, n) == 0;
+}
+
+const coil_http_field *coil_http_field_find(const coil_http_request *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < req->nfields; i++) {
+        const coil_http_field *f = &req->fields[i];
+        if (f->name_len == n && strncasecmp(f->name, name, n) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+/* ---- output ---- */
+
+int coil__http_flush(coil__http_exchange *x)
+{
+    if (!x->out_len)
+        return 0;
+    ssize_t n = coil_send(&x->conn->sock, x->out, x->out_len, send_deadline(x->conn));
+    x->out_len = 0;
+    return n < 0 ? (int)n : 0;
+}
+
+static int out_append(coil__http_exchange *x, const void *p, size_t len)
+{
+    if (x->out_len + len > COIL__HTTP_OUT_CAP) {
+        int err = coil__http_flush(x);
+        if (err < 0)
+            return err;
+        if (len > COIL__HTTP_OUT_CAP) {
+            ssize_t n = coil_send(&x->conn->sock, p, len, send_deadline(x->conn));
+            return n < 0 ? (int)n : 0;
+        }
+    }
+    memcpy(x->out + x->out_len, p, len);
+    x->out_len += len;
+    return 0;
+}
+
+/* Sends what waits in out, then data, in one system call when possible. */
+static ssize_t send_with_out(coil__http_exchange *x, const void *data, size_t len)
+{
+    struct iovec iov[2] = { { x->out, x->out_len }, { (void *)data, len } };
+    ssize_t n = coil_sendv(&x->conn->sock, iov, 2, send_deadline(x->conn));
+    x->out_len = 0;
+    return n;
+}
+
+static bool is_bodyless_status(int status)
+{
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+static bool field_is(const coil_http_field *f, const char *name)
+{
+    size_t n = strlen(name);
+    return f->name_len == n && strncasecmp(f->name, name, n) == 0;
+}
+
+/* Appends "name: value\r\n"; a value with CR or LF would split the
+ * response, so it is refused. */
+static int out_field(coil__http_exchange *x, const coil_http_field *f)
+{
+    if (memchr(f->value, '\r', f->value_len) || memchr(f->value, '\n', f->value_len) ||
+        memchr(f->name, ':', f->name_len) || memchr(f->name, '\r', f->name_len) ||
+        memchr(f->name, '\n', f->name_len))
+        return -EINVAL;
+    int err = out_append(x, f->name, f->name_len);
+    if (!err)
+        err = out_append(x, ": ", 2);
+    if (!err)
+        err = out_append(x, f->value, f->value_len);
+    if (!err)
+        err = out_append(x, "\r\n", 2);
+    return err;
+}
+
+static int write_head(coil__http_exchange *x, int status, const coil_http_field *fields,
+                      unsigned nfields)
+{
+    coil__http_conn *c = x->conn;
+    char line[256];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
+                     coil_http_reason(status), coil__http_date());
+    int err = out_append(x, line, (size_t)n);
+    for (unsigned i = 0; i < nfields && !err; i++) {
+        const coil_http_field *f = &fields[i];
+        /* Framing belongs to the server: a handler's own would contradict
+         * it and open the door to response splitting. */
+        if (field_is(f, "content-length") || field_is(f, "transfer-encoding") ||
+            field_is(f, "connection") || field_is(f, "date"))
+            continue;
+        err = out_field(x, f);
+    }
+    if (err)
+        return err;
+    n = 0;
+    if (!is_bodyless_status(status)) {
+        if (x->chunked)
+            n = snprintf(line, sizeof(line), "Transfer-Encoding: chunked\r\n");
+        else if (x->resp_len >= 0)
+            n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)x->resp_len);
+    }
+    bool keep = x->req.keep_alive && !c->close_after && !c->srv->stopping && !x->until_close;
+    if (!keep)
+        c->close_after = true;
+    n += snprintf(line + n, sizeof(line) - (size_t)n, "%s\r\n",
+                  keep ? (x->req.version_minor == 0 ? "Connection: keep-alive\r\n" : "")
+                       : "Connection: close\r\n");
+    return out_append(x, line, (size_t)n);
+}
+
+static int begin(coil__http_exchange *x, int status, const coil_http_field *fields,
+                 unsigned nfields, int64_t len)
+{
+    if (x->resp_state != RESP_NONE)
+        return -EALREADY;
+    if (status < 100 || status > 999)
+        return -EINVAL;
+    x->status = status;
+    x->no_body = coil_http_method_is(&x->req, "HEAD") || is_bodyless_status(status);
+    x->resp_len = len;
+    x->chunked = len < 0 && !x->no_body && x->req.version_minor >= 1;
+    x->until_close = len < 0 && !x->no_body && x->req.version_minor == 0;
+    int err = write_head(x, status, fields, nfields);
+    if (err < 0) {
+        x->out_len = 0;
+        return err;
+    }
+    x->resp_state = RESP_BEGUN;
+    return 0;
+}
+
+int coil_http_respond(coil_http_request *req, int status, const coil_http_field *fields,
+                      unsigned nfields, const void *body, size_t len)
+{
+    coil__http_exchange *x = req->x;
+    int err = begin(x, status, fields, nfields, (int64_t)len);
+    if (err < 0)
+        return err;
+    x->resp_state = RESP_ENDED;
+    if (x->no_body || !len)
+        return 0;
+    x->resp_written = len;
+    x->bytes_out += len;
+    if (x->out_len + len <= COIL__HTTP_OUT_CAP)
+        return out_append(x, body, len);
+    ssize_t n = send_with_out(x, body, len);
+    if (n < 0) {
+        x->resp_state = RESP_FAILED;
+        return (int)n;
+    }
+    return 0;
+}
+
+int coil_http_response_begin(coil_http_request *req, int status, const coil_http_field *fields,
+                             unsigned nfields, int64_t content_length)
+{
+    return begin(req->x, status, fields, nfields, content_length < 0 ? -1 : content_length);
+}
+
+bool coil_http_response_started(const coil_http_request *req)
+{
+    return req->x->resp_state != RESP_NONE;
+}
+
+static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, coil_buf *b)
+{
+    if (x->resp_state != RESP_BEGUN) {
+        coil_buf_release(b);
+        return x->resp_state == RESP_NONE ? -EINVAL : -EALREADY;
+    }
+    if (x->resp_len >= 0 && x->resp_written + len > (uint64_t)x->resp_len) {
+        coil_buf_release(b);
+        return -EMSGSIZE;
+    }
+    x->resp_written += len;
+    if (x->no_body || len == 0) {
+        coil_buf_release(b);
+        return (ssize_t)len;
+    }
+    char hdr[24];
+    size_t hlen = x->chunked ? (size_t)snprintf(hdr, sizeof(hdr), "%zx\r\n", len) : 0;
+    struct iovec iov[4];
+    int n = 0;
+    if (x->out_len)
+        iov[n++] = (struct iovec){ x->out, x->out_len };
+    if (hlen)
+        iov[n++] = (struct iovec){ hdr, hlen };
+    iov[n++] = (struct iovec){ (void *)data, len };
+    if (x->chunked)
+        iov[n++] = (struct iovec){ "\r\n", 2 };
+    ssize_t r = coil_sendv(&x->conn->sock, iov, n, send_deadline(x->conn));
+    x->out_len = 0;
+    coil_buf_release(b);
+    if (r < 0) {
+        x->resp_state = RESP_FAILED;
+        return r;
+    }
+    x->bytes_out += len;
+    return (ssize_t)len;
+}
+
+ssize_t coil_http_response_write(coil_http_request *req, const void *data, size_t len)
+{
+    return write_body(req->x, data, len, &(coil_buf){ 0 });
+}
+
+ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf)
+{
+    return write_body(req->x, buf->data, buf->len, buf);
+}
+
+int coil_http_response_end(coil_http_request *req, const coil_http_field *trailers,
+                           unsigned ntrailers)
+{
+    coil__http_exchange *x = req->x;
+    if (x->resp_state != RESP_BEGUN)
+        return x->resp_state == RESP_NONE ? -EINVAL : -EALREADY;
+    x->resp_state = RESP_ENDED;
+    if (x->resp_len >= 0 && x->resp_written != (uint64_t)x->resp_len && !x->no_body) {
+        x->conn->close_after = true;
+        x->resp_state = RESP_FAILED;
+        return -EPROTO;
+    }
+    if (!x->chunked)
+        return 0;
+    int err = out_append(x, "0\r\n", 3);
+    for (unsigned i = 0; i < ntrailers && !err; i++)
+        err = out_field(x, &trailers[i]);
+    if (!err)
+        err = out_append(x, "\r\n", 2);
+    return err;
+}
+
+int coil__http_respond_error(coil__http_exchange *x, int status, const char *why)
+{
+    x->conn->close_after = true;
+    char body[160];
+    int n = snprintf(body, sizeof(body), "%d %s%s%s\n", status, coil_http_reason(status),
+                     why ? ": " : "", why ? why : "");
+    coil_http_field ct = COIL_HTTP_FIELD("Content-Type", "text/plain");
+    return coil_http_respond(&x->req, status, &ct, 1, body, (size_t)n);
+}
+
+/* ---- request body ---- */
+
+void coil_http_set_body_limit(coil_http_request *req, uint64_t max)
+{
+    coil__http_exchange *x = req->x;
+    x->body_limit = max;
+    x->parser->limits.max_body = max;
+}
+
+static int body_fail(coil__http_exchange *x, int err)
+{
+    x->body_state = BODY_FAILED;
+    x->body_error = err;
+    x->conn->close_after = true;
+    return err;
+}
+
+static int send_continue(coil__http_exchange *x)
+{
+    x->continue_sent = true;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n = coil_send(&x->conn->sock, cont, sizeof(cont) - 1, send_deadline(x->conn));
+    return n < 0 ? (int)n : 0;
+}
+
+ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
+{
+    coil__http_exchange *x = req->x;
+    coil__http_conn *c = x->conn;
+    coil_http_server *srv = c->srv;
+    *out = (coil_buf){ 0 };
+    if (x->body_state == BODY_DONE)
+        return 0;
+    if (x->body_state == BODY_FAILED)
+        return x->body_error;
+    if (x->parser->head.expect_continue && !x->continue_sent && x->resp_state == RESP_NONE) {
+        int err = send_continue(x);
+        if (err < 0)
+            return body_fail(x, err);
+    }
+    x->parser->limits.max_body = x->body_limit;
+    for (;;) {
+        if (!c->rx.len) {
+            coil_buf_release(&c->rx);
+            /* A declared body larger than allowed was refused at the head;
+             * here the bytes arrive: each read must make progress within
+             * the idle timeout, and overall at the minimum rate. */
+            int64_t now = coil_now(srv->loop);
+            if (!x->body_first_ns)
+                x->body_first_ns = now;
+            const coil_http_timeouts *t = &srv->cfg.timeouts;
+            int64_t elapsed = now - x->body_first_ns;
+            if (t->body_min_rate && elapsed > t->body_idle_ns &&
+                x->body_read * 1000000000ull / (uint64_t)elapsed < t->body_min_rate) {
+                srv->stats.timeouts++;
+                return body_fail(x, -ETIMEDOUT);
+            }
+            ssize_t n = coil_recv_buf(&c->sock, &c->rx, coil_deadline_in(srv->loop, t->body_idle_ns));
+            if (n == 0)
+                return body_fail(x, -ECONNRESET);
+            if (n < 0) {
+                if (n == -ETIMEDOUT)
+                    srv->stats.timeouts++;
+                return body_fail(x, (int)n);
+            }
+        }
+        size_t used = 0;
+        coil__http_event ev = coil__http_parser_feed(x->parser, c->rx.data, c->rx.len, &used);
+        if (ev == COIL__HTTP_BODY) {
+            size_t off = (size_t)(x->parser->chunk - c->rx.data);
+            int err = coil_buf_share(&c->rx, off, x->parser->chunk_len, out);
+            coil__http_rx_advance(c, used);
+            if (err < 0)
+                return body_fail(x, err);
+            x->body_read += out->len;
+            return (ssize_t)out->len;
+        }
+        coil__http_rx_advance(c, used);
+        if (ev == COIL__HTTP_DONE) {
+            x->body_state = BODY_DONE;
+            return 0;
+        }
+        if (ev == COIL__HTTP_ERROR)
+            return body_fail(x, x->parser->error_status == 413 ? -EMSGSIZE : -EPROTO);
+    }
+}
+
+ssize_t coil_http_body_read_into(coil_http_request *req, void *buf, size_t len)
+{
+    coil__http_exchange *x = req->x;
+    /* A view bigger than the caller's room is kept and drained first. */
+    if (!x->held.len) {
+        coil_buf_release(&x->held);
+        ssize_t n = coil_http_body_read(req, &x->held);
+        if (n <= 0)
+            return n;
+    }
+    size_t n = x->held.len < len ? x->held.len : len;
+    memcpy(buf, x->held.data, n);
+    x->held.data += n;
+    x->held.len -= n;
+    if (!x->held.len)
+        coil_buf_release(&x->held);
+    return (ssize_t)n;
+}
+
+ssize_t coil_http_body_read_all(coil_http_request *req, char **out, size_t max)
+{
+    *out = NULL;
+    size_t cap = 0, len = 0;
+    char *p = NULL;
+    coil_http_set_body_limit(req, max ? max : req->x->body_limit);
+    for (;;) {
+        coil_buf b;
+        ssize_t n = coil_http_body_read(req, &b);
+        if (n < 0) {
+            free(p);
+            return n;
+        }
+        if (n == 0)
+            break;
+        if (len + (size_t)n + 1 > cap) {
+            size_t ncap = cap ? cap * 2 : 4096;
+            while (ncap < len + (size_t)n + 1)
+                ncap *= 2;
+            char *np = realloc(p, ncap);
+            if (!np) {
+                coil_buf_release(&b);
+                free(p);
+                return -ENOMEM;
+            }
+            p = np;
+            cap = ncap;
+        }
+        memcpy(p + len, b.data, (size_t)n);
+        len += (size_t)n;
+        coil_buf_release(&b);
+    }
+    if (!p && !(p = malloc(1)))
+        return -ENOMEM;
+    p[len] = '\0';
+    *out = p;
+    return (ssize_t)len;
+}
+
+int coil__http_body_discard(coil__http_exchange *x)
+{
+    if (x->body_state == BODY_DONE)
+        return 0;
+    if (x->body_state == BODY_FAILED)
+        return x->body_error;
+    /* A client that sent Expect: 100-continue and got a final answer will
+     * not send the body; the connection cannot be reused safely. */
+    if (x->parser->head.expect_continue && !x->continue_sent)
+        return body_fail(x, -ECANCELED);
+    for (;;) {
+        coil_buf b;
+        ssize_t n = coil_http_body_read(&x->req, &b);
+        coil_buf_release(&b);
+        if (n <= 0)
+            return (int)n;
+    }
+}
+
+int coil__http_exchange_finish(coil__http_exchange *x, int handler_result)
+{
+    coil_buf_release(&x->held);
+    if (x->resp_state == RESP_NONE) {
+        int status = 500;
+        const char *why = NULL;
+        if (x->body_state == BODY_FAILED) {
+            switch (x->body_error) {
+            case -EMSGSIZE: status = 413; break;
+            case -ETIMEDOUT: status = 408; break;
+            case -EPROTO: status = 400; why = x->parser->error_reason; break;
+            default: status = 0; break; /* client gone: nobody to answer */
+            }
+        } else if (handler_result == -ETIMEDOUT) {
+            status = 503;
+        }
+        if (!status)
+            return -ECONNRESET;
+        int err = coil__http_respond_error(x, status, why);
+        if (err < 0)
+            return err;
+    } else if (x->resp_state == RESP_BEGUN) {
+        if (handler_result < 0 || coil_http_response_end(&x->req, NULL, 0) < 0)
+            x->conn->close_after = true;
+    } else if (x->resp_state == RESP_FAILED) {
+        x->conn->close_after = true;
+    }
+    if (x->until_close)
+        x->conn->close_after = true;
+    if (handler_result < 0 && x->resp_state != RESP_ENDED)
+        x->conn->close_after = true;
+    return 0;
+}
+
+int coil_http_wait_client_gone(coil_http_request *req, int64_t deadline)
+{
+    coil__http_conn *c = req->x->conn;
+    for (;;) {
+        if (c->rx.len) {
+            /* Bytes of a next request are already here: they are kept for
+             * it, and only the deadline can end this wait. */
+            int err = coil_sleep_until(deadline);
+            return err ? err : -ETIMEDOUT;
+        }
+        coil_buf_release(&c->rx);
+        ssize_t n = coil_recv_buf(&c->sock, &c->rx, deadline);
+        if (n == 0 || n == -ECONNRESET) {
+            c->close_after = true;
+            return 0;
+        }
+        if (n < 0)
+            return (int)n;
+    }
+}

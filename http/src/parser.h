@@ -1,0 +1,135 @@
+/*
+ * Private: an HTTP/1.x message parser — llhttp (strict mode) plus coil's own
+ * checks, RFC 9112 first. It is fed bytes as they arrive and reports events;
+ * it never allocates, never does I/O, and never hands out a message that is
+ * ambiguous (smuggling) or over a limit.
+ *
+ * Header names and values are copied into a caller-provided arena (a field
+ * may arrive split across reads); body bytes are reported as pointers into
+ * the fed data (no copy), so the caller can forward them from the very
+ * buffer they arrived in.
+ */
+#ifndef COIL_HTTP_PARSER_H
+#define COIL_HTTP_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#ifndef LLHTTP_STRICT_MODE
+#error "llhttp must be compiled and included with LLHTTP_STRICT_MODE=1"
+#endif
+
+typedef struct coil__http_field {
+    const char *name;    /* in the arena, not NUL-terminated */
+    uint32_t name_len;
+    const char *value;   /* in the arena, OWS trimmed, not NUL-terminated */
+    uint32_t value_len;
+} coil__http_field;
+
+typedef struct coil__http_limits {
+    uint32_t max_request_line;  /* method + target + version bytes: 414 beyond (requests) */
+    uint32_t max_header_bytes;  /* whole field section: 431 beyond */
+    uint32_t max_headers;       /* field lines: 431 beyond */
+    uint32_t max_chunk_ext;     /* bytes of extensions on one chunk line: 400 beyond */
+    uint64_t max_body;          /* 413 beyond (0 = no limit); declared length or bytes seen */
+} coil__http_limits;
+
+/* What is known once the head is parsed. Pointers are into the arena and
+ * valid until coil__http_parser_reset(). */
+typedef struct coil__http_head {
+    /* requests */
+    const char *method;
+    uint32_t method_len;
+    int method_id;            /* llhttp_method_t */
+    const char *target;       /* request-target as received */
+    uint32_t target_len;
+    const char *path;         /* origin-form path (for absolute-form: the path part) */
+    uint32_t path_len;
+    const char *query;        /* after '?', without it; NULL if none */
+    uint32_t query_len;
+    const char *host;         /* Host field value (or authority of an absolute-form target) */
+    uint32_t host_len;
+    /* responses */
+    int status;
+    const char *reason;
+    uint32_t reason_len;
+    /* both */
+    int version_major, version_minor;
+    coil__http_field *fields; /* in the arena, count nfields */
+    uint32_t nfields;
+    int64_t content_length;   /* -1: none declared */
+    bool chunked;             /* Transfer-Encoding: chunked (final coding) */
+    bool keep_alive;          /* persistent after this message (version + Connection) */
+    bool expect_continue;     /* Expect: 100-continue */
+    bool upgrade;             /* Connection: upgrade with an Upgrade field */
+    bool has_body;            /* a body follows the head */
+} coil__http_head;
+
+typedef enum coil__http_event {
+    COIL__HTTP_NEED_MORE,     /* all bytes consumed; feed more */
+    COIL__HTTP_HEAD,          /* the head is complete: see head */
+    COIL__HTTP_BODY,          /* body bytes: [chunk, chunk + chunk_len) of the fed data */
+    COIL__HTTP_DONE,          /* the message is complete (trailers, if any, were skipped) */
+    COIL__HTTP_ERROR,         /* see status / reason; the connection must close */
+} coil__http_event;
+
+typedef struct coil__http_parser {
+    /* results, read-only for the caller */
+    coil__http_head head;
+    const char *chunk;
+    size_t chunk_len;
+    int error_status;         /* HTTP status to answer with (400, 413, 414, 431, 501, 505) */
+    const char *error_reason; /* short static text for logs and the error body */
+    uint64_t body_seen;
+    /* private */
+    llhttp_t ll;
+    llhttp_settings_t settings;
+    coil__http_limits limits;
+    char *arena;
+    size_t arena_size, arena_used;
+    uint32_t max_fields;      /* capacity of the fields array carved from the arena */
+    int state;
+    int pending;              /* event recorded by a callback */
+    bool is_request;
+    bool in_trailers;
+    bool field_open;          /* collecting a field value */
+    uint32_t head_bytes;
+    uint32_t chunk_ext_bytes;
+    unsigned cl_count;
+    unsigned te_count;
+    /* response parsing: the request method decides whether a body follows */
+    int request_method;
+} coil__http_parser;
+
+/* Prepares p to parse requests (is_request) or responses, with the given
+ * limits, copying the head into arena[0..arena_size) (the fields array is
+ * carved from its end: size it for max_headers). */
+void coil__http_parser_init(coil__http_parser *p, bool is_request, const coil__http_limits *limits,
+                            char *arena, size_t arena_size);
+
+/* For response parsing: the method of the request this response answers
+ * (HEAD and CONNECT change whether a body follows). */
+void coil__http_parser_set_request_method(coil__http_parser *p, int method_id);
+
+/* Feeds data[0..len). Stops at the first event and stores in *used how many
+ * bytes it consumed; the caller feeds the rest again after handling the
+ * event (BODY chunks point into data, so data must stay valid until then).
+ * After DONE, bytes beyond *used belong to the next message: call
+ * coil__http_parser_reset() and feed them. After ERROR, feed nothing more. */
+coil__http_event coil__http_parser_feed(coil__http_parser *p, const char *data, size_t len,
+                                        size_t *used);
+
+/* The peer closed: completes a response whose body runs to the end of the
+ * connection (DONE), or reports ERROR for a message cut short. */
+coil__http_event coil__http_parser_finish(coil__http_parser *p);
+
+/* Readies p for the next message on the same connection. */
+void coil__http_parser_reset(coil__http_parser *p);
+
+/* Looks up a field by name, case-insensitively; NULL if absent. */
+const coil__http_field *coil__http_field_get(const coil__http_head *h, const char *name);
+
+#endif
