@@ -142,6 +142,7 @@ struct coil__loop {
     coil_timer stack_trim_timer;
 
     int64_t now;
+    bool timers_running;       /* inside coil__timers_run */
     bool stop;
     bool exiting;
     bool running;

@@ -64,6 +64,10 @@ bool coil_timer_active(const coil_timer *timer)
 int coil_timer_start(coil_timer *timer, int64_t deadline)
 {
     struct coil__loop *l = timer->loop;
+    /* Armed from a timer callback for "now" or earlier: it fires next turn,
+     * so a callback that re-arms itself at once cannot hold the loop here. */
+    if (l->timers_running && deadline <= l->now)
+        deadline = l->now + 1;
     if (coil_timer_active(timer)) {
         int64_t old = timer->when;
         timer->when = deadline;
@@ -106,15 +110,14 @@ void coil_timer_stop(coil_timer *timer)
 
 void coil__timers_run(struct coil__loop *l)
 {
-    /* A callback that re-arms its timer for "now" must not run again in this
-     * pass, or a zero-delay re-arm would spin forever. */
     int64_t now = l->now;
-    uint32_t budget = l->heap_len;
-    while (l->heap_len && l->heap[0]->when <= now && budget--) {
+    l->timers_running = true;
+    while (l->heap_len && l->heap[0]->when <= now) {
         coil_timer *t = l->heap[0];
         coil_timer_stop(t);
         t->cb(t);
     }
+    l->timers_running = false;
 }
 
 int64_t coil__timers_next(struct coil__loop *l)

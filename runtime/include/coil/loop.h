@@ -62,7 +62,7 @@ typedef struct coil_loop_stats {
     uint64_t socks_parked;        /* sockets parked right now */
     uint64_t timers_active;
     uint64_t stale_completions;   /* completions dropped for a stale generation */
-    uint64_t cq_overflows;        /* times the completion queue overflowed */
+    uint64_t cq_overflows;        /* turns that found the completion queue overflowed (io_uring) */
     uint64_t msgs_received;
     uint64_t loop_turns;
     uint64_t sends_continued;     /* sends that went on after a short send */

@@ -1,0 +1,725 @@
+/* The io_uring backend's own hazards, whatever COIL_BACKEND says: a buffer
+ * ring that runs dry, a completion queue that overflows, the single-shot
+ * fallback, completions of cancelled operations, and parked connections that
+ * hold neither a buffer nor a stack. Skips (77) where io_uring is not
+ * allowed. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+static coil_loop loop;
+static coil_sock lsn;
+static int port;
+
+static void uring_init(coil_loop_options *o)
+{
+    o->backend = "io_uring";
+    int err = coil_loop_init(&loop, o);
+    if (err < 0)
+        fail_msg("coil_loop_init(io_uring): %s", strerror(-err));
+    assert_string_equal(coil_loop_backend(&loop), "io_uring");
+    harness_listen(&loop, &lsn);
+    port = coil_sock_port(&lsn);
+}
+
+static int setup_default(void **state)
+{
+    (void)state;
+    coil_loop_options o;
+    coil_loop_options_default(&o);
+    uring_init(&o);
+    return 0;
+}
+
+/* Four 1 KiB buffers: a ring that thirty-two busy connections empty at once. */
+static int setup_tiny_ring(void **state)
+{
+    (void)state;
+    coil_loop_options o;
+    coil_loop_options_default(&o);
+    o.buf_count = 4;
+    o.buf_size = 1024;
+    uring_init(&o);
+    return 0;
+}
+
+/* A submission queue of 4, hence a completion queue of 16. */
+static int setup_tiny_cq(void **state)
+{
+    (void)state;
+    coil_loop_options o;
+    coil_loop_options_default(&o);
+    o.ring_entries = 4;
+    uring_init(&o);
+    return 0;
+}
+
+static int setup_single_shot(void **state)
+{
+    (void)state;
+    coil_loop_options o;
+    coil_loop_options_default(&o);
+    o.flags = COIL_LOOP_NO_MULTISHOT;
+    uring_init(&o);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    assert_int_equal(coil_close(&lsn), 0);
+    harness_loop_exit(&loop);
+    return 0;
+}
+
+static coil_loop_stats stats(void)
+{
+    coil_loop_stats st;
+    coil_loop_stats_get(&loop, &st);
+    return st;
+}
+
+static int connect_to(coil_sock *s)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return coil_tcp_connect(&loop, s, (struct sockaddr *)&a, sizeof(a),
+                            coil_deadline_in(&loop, 5000 * MS));
+}
+
+static int pair(coil_sock *client, coil_sock *server)
+{
+    int err = connect_to(client);
+    if (err < 0)
+        return err;
+    err = coil_accept(&lsn, server, NULL, coil_deadline_in(&loop, 5000 * MS));
+    if (err < 0)
+        coil_close(client);
+    return err;
+}
+
+static unsigned char pattern(size_t i, unsigned seed)
+{
+    return (unsigned char)((i * 131 + seed * 17) ^ (i >> 9) ^ (seed >> 3));
+}
+
+static bool raise_nofile(rlim_t want)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur >= want;
+}
+
+/* The runtime uses multishot receives and buffer rings from 6.0 on. */
+static bool kernel_has_multishot(void)
+{
+    struct utsname u;
+    int ma = 0, mi = 0;
+    if (uname(&u) < 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+        return false;
+    return ma > 6 || (ma == 6 && mi >= 0);
+}
+
+/* ---- a. the buffer ring runs dry ---- */
+
+#define EX_CONNS 32
+#define EX_LEN (256 * 1024)
+
+typedef struct ex_conn {
+    coil_sock c, s;
+    unsigned seed;
+    size_t got;
+    size_t bad;            /* first wrong offset + 1 */
+    ssize_t last;
+    int send_res;
+} ex_conn;
+
+static ex_conn *exc;
+
+static int ex_sender(void *arg)
+{
+    ex_conn *x = arg;
+    unsigned char chunk[4096];
+    size_t off = 0;
+    while (off < EX_LEN) {
+        for (size_t k = 0; k < sizeof(chunk); k++)
+            chunk[k] = pattern(off + k, x->seed);
+        ssize_t n = coil_send(&x->c, chunk, sizeof(chunk), coil_deadline_in(&loop, 20000 * MS));
+        if (n != (ssize_t)sizeof(chunk)) {
+            x->send_res = n < 0 ? (int)n : -EPIPE;
+            return 0;
+        }
+        off += sizeof(chunk);
+    }
+    x->send_res = coil_shutdown(&x->c, SHUT_WR);
+    return 0;
+}
+
+static int ex_reader(void *arg)
+{
+    ex_conn *x = arg;
+    for (;;) {
+        coil_buf b;
+        ssize_t n = coil_recv_buf(&x->s, &b, coil_deadline_in(&loop, 20000 * MS));
+        x->last = n;
+        if (n <= 0)
+            break;
+        for (ssize_t k = 0; k < n; k++)
+            if (!x->bad && (unsigned char)b.data[k] != pattern(x->got + (size_t)k, x->seed))
+                x->bad = x->got + (size_t)k + 1;
+        x->got += (size_t)n;
+        /* Hold the borrowed buffer across a turn or two, as a task that
+         * forwards it would: the ring empties while others still receive. */
+        coil_yield();
+        if (x->got / 1024 % 2)
+            coil_yield();
+        coil_buf_release(&b);
+    }
+    return 0;
+}
+
+static int ex_main(void *arg)
+{
+    (void)arg;
+    int opened = 0, err = 0;
+    for (; opened < EX_CONNS; opened++)
+        if ((err = pair(&exc[opened].c, &exc[opened].s)) < 0)
+            break;
+    if (opened == EX_CONNS) {
+        coil_task *r[EX_CONNS], *w[EX_CONNS];
+        for (int i = 0; i < EX_CONNS; i++)
+            coil_spawn(&loop, ex_reader, &exc[i], &r[i]);
+        for (int i = 0; i < EX_CONNS; i++)
+            coil_spawn(&loop, ex_sender, &exc[i], &w[i]);
+        for (int i = 0; i < EX_CONNS; i++) {
+            coil_join(w[i], NULL);
+            coil_join(r[i], NULL);
+        }
+    }
+    for (int i = 0; i < opened; i++) {
+        coil_close(&exc[i].c);
+        coil_close(&exc[i].s);
+    }
+    return err;
+}
+
+static void test_buffer_ring_exhaustion(void **state)
+{
+    (void)state;
+    if (!kernel_has_multishot())
+        skip();
+    exc = calloc(EX_CONNS, sizeof(*exc));
+    for (int i = 0; i < EX_CONNS; i++)
+        exc[i].seed = (unsigned)i + 1;
+    int fds = harness_fd_count();
+    assert_int_equal(harness_run(&loop, ex_main, NULL), 0);
+    assert_int_equal(harness_fd_count(), fds);
+    coil_loop_stats st = stats();
+    for (int i = 0; i < EX_CONNS; i++) {
+        if (exc[i].send_res != 0 || exc[i].last != 0 || exc[i].got != EX_LEN || exc[i].bad)
+            fail_msg("connection %d: send %d, last receive %zd, %zu of %d bytes, first bad "
+                     "offset %zd",
+                     i, exc[i].send_res, exc[i].last, exc[i].got, EX_LEN, (ssize_t)exc[i].bad - 1);
+    }
+    assert_true(st.bufs_exhausted > 0);
+    assert_int_equal(st.bufs_in_use, 0);
+    printf("# ring of 4 x 1 KiB, %d connections x %d bytes: ran dry %llu times, %llu heap "
+           "buffers\n",
+           EX_CONNS, EX_LEN, (unsigned long long)st.bufs_exhausted,
+           (unsigned long long)st.bufs_overflow);
+    free(exc);
+}
+
+/* ---- b. more completions at once than the completion queue holds ---- */
+
+#define OV_CONNS 200
+#define OV_LEN 3000
+
+typedef struct ov_conn {
+    coil_sock s;
+    int who;               /* client index, sent in the first four bytes */
+    size_t got;
+    bool bad;
+    ssize_t last;
+} ov_conn;
+
+static ov_conn *ovc;
+static int ov_clients[OV_CONNS];
+static int ov_accepted;
+
+static unsigned char ov_byte(int who, size_t i)
+{
+    if (i < sizeof(int32_t))
+        return (unsigned char)((uint32_t)who >> (8 * i));
+    return pattern(i, (unsigned)who + 100);
+}
+
+static void ov_take(ov_conn *x, const unsigned char *p, size_t n)
+{
+    for (size_t k = 0; k < n; k++, x->got++) {
+        if (x->got < sizeof(int32_t))
+            x->who |= (int)p[k] << (8 * x->got);
+        else if (x->who < 0 || x->who >= OV_CONNS || p[k] != ov_byte(x->who, x->got))
+            x->bad = true;
+    }
+}
+
+/* Even ones read borrowed buffers (multishot), odd ones into their stack
+ * (single-shot): both kinds of completion pile up. */
+static int ov_reader(void *arg)
+{
+    ov_conn *x = arg;
+    bool with_buf = (x - ovc) % 2 == 0;
+    for (;;) {
+        ssize_t n;
+        if (with_buf) {
+            coil_buf b;
+            n = coil_recv_buf(&x->s, &b, coil_deadline_in(&loop, 10000 * MS));
+            if (n > 0)
+                ov_take(x, (unsigned char *)b.data, (size_t)n);
+            coil_buf_release(&b);
+        } else {
+            unsigned char buf[1024];
+            n = coil_recv(&x->s, buf, sizeof(buf), coil_deadline_in(&loop, 10000 * MS));
+            if (n > 0)
+                ov_take(x, buf, (size_t)n);
+        }
+        x->last = n;
+        if (n <= 0)
+            break;
+    }
+    coil_close(&x->s);
+    return 0;
+}
+
+static int ov_main(void *arg)
+{
+    (void)arg;
+    int err = 0;
+    for (ov_accepted = 0; ov_accepted < OV_CONNS; ov_accepted++) {
+        ovc[ov_accepted].who = 0;
+        if ((err = coil_accept(&lsn, &ovc[ov_accepted].s, NULL, coil_deadline_in(&loop, 5000 * MS))) < 0)
+            break;
+    }
+    /* All readers start in one batch, so every receive completes in one
+     * submission: far more completions than the queue has room for. */
+    coil_task *t[OV_CONNS];
+    for (int i = 0; i < ov_accepted; i++)
+        coil_spawn(&loop, ov_reader, &ovc[i], &t[i]);
+    for (int i = 0; i < ov_accepted; i++)
+        coil_join(t[i], NULL);
+    return err;
+}
+
+static void test_cq_overflow(void **state)
+{
+    (void)state;
+    if (!raise_nofile(2 * OV_CONNS + 64))
+        skip();
+    ovc = calloc(OV_CONNS, sizeof(*ovc));
+    /* Everything is sent, and the write side shut, before the loop runs. */
+    unsigned char data[OV_LEN];
+    for (int i = 0; i < OV_CONNS; i++) {
+        ov_clients[i] = harness_client(port);
+        for (size_t k = 0; k < OV_LEN; k++)
+            data[k] = ov_byte(i, k);
+        assert_int_equal(send(ov_clients[i], data, OV_LEN, 0), OV_LEN);
+        assert_int_equal(shutdown(ov_clients[i], SHUT_WR), 0);
+    }
+    int fds = harness_fd_count();
+    int err = harness_run(&loop, ov_main, NULL);
+    coil_loop_stats st = stats();
+    for (int i = 0; i < OV_CONNS; i++)
+        close(ov_clients[i]);
+    assert_int_equal(err, 0);
+    assert_int_equal(ov_accepted, OV_CONNS);
+    assert_int_equal(harness_fd_count(), fds - OV_CONNS);
+    bool seen[OV_CONNS] = { false };
+    for (int i = 0; i < OV_CONNS; i++) {
+        ov_conn *x = &ovc[i];
+        if (x->last != 0 || x->got != OV_LEN || x->bad || x->who < 0 || x->who >= OV_CONNS ||
+            seen[x->who])
+            fail_msg("connection %d (client %d): last receive %zd, %zu of %d bytes, %s", i, x->who,
+                     x->last, x->got, OV_LEN, x->bad ? "wrong bytes" : "bytes right");
+        seen[x->who] = true;
+    }
+    assert_int_equal(st.bufs_in_use, 0);
+    printf("# %d connections through a 16-entry completion queue: cq_overflows = %llu\n", OV_CONNS,
+           (unsigned long long)st.cq_overflows);
+    free(ovc);
+}
+
+/* ---- c. the single-shot path ---- */
+
+typedef struct ss_box {
+    coil_sock c, s;
+    int echoed;            /* server: bytes sent back */
+    int server_res;
+    int park_runs;
+} ss_box;
+
+static int ss_server(void *arg)
+{
+    ss_box *bx = arg;
+    for (;;) {
+        coil_buf b;
+        ssize_t n = coil_recv_buf(&bx->s, &b, coil_deadline_in(&loop, 5000 * MS));
+        if (n <= 0) {
+            bx->server_res = (int)n;
+            return 0;
+        }
+        ssize_t w = coil_send_buf(&bx->s, &b, coil_deadline_in(&loop, 5000 * MS));
+        if (w != n) {
+            bx->server_res = w < 0 ? (int)w : -EPIPE;
+            return 0;
+        }
+        bx->echoed += (int)n;
+    }
+}
+
+static int ss_park_handler(void *arg)
+{
+    ss_box *bx = arg;
+    bx->park_runs++;
+    coil_buf b;
+    ssize_t n = coil_recv_buf(&bx->s, &b, coil_deadline_in(&loop, 5000 * MS));
+    if (n > 0)
+        coil_send_buf(&bx->s, &b, coil_deadline_in(&loop, 5000 * MS));
+    coil_buf_release(&b);
+    return 0;
+}
+
+static ssize_t recv_exact(coil_sock *s, unsigned char *p, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = coil_recv(s, p + got, len - got, coil_deadline_in(&loop, 5000 * MS));
+        if (n <= 0)
+            return n < 0 ? n : (ssize_t)got;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+static int ss_main(void *arg)
+{
+    (void)arg;
+    enum { ROUNDS = 8, MAXLEN = 40000 };
+    int failures = 0;
+    static unsigned char out[MAXLEN], in[MAXLEN];
+    for (int conn = 0; conn < 4; conn++) {
+        ss_box bx = { 0 };
+        int err = pair(&bx.c, &bx.s);
+        if (err < 0)
+            return err;
+        coil_task *srv;
+        coil_spawn(&loop, ss_server, &bx, &srv);
+        int sent = 0;
+        for (int r = 0; r < ROUNDS; r++) {
+            /* sizes from one byte to more than two receive buffers */
+            size_t len = 1 + (size_t)(r * 5717 + conn * 311) % MAXLEN;
+            for (size_t k = 0; k < len; k++)
+                out[k] = pattern(k, (unsigned)(conn * ROUNDS + r));
+            if (coil_send(&bx.c, out, len, coil_deadline_in(&loop, 5000 * MS)) != (ssize_t)len ||
+                recv_exact(&bx.c, in, len) != (ssize_t)len || memcmp(in, out, len) != 0) {
+                failures++;
+                break;
+            }
+            sent += (int)len;
+        }
+        coil_shutdown(&bx.c, SHUT_WR);
+        coil_join(srv, NULL);
+        if (bx.server_res != 0 || bx.echoed != sent)
+            failures++;
+        coil_close(&bx.c);
+        coil_close(&bx.s);
+    }
+    /* Parking without multishot: a readiness poll, then the handler's own
+     * receive. */
+    ss_box bx = { 0 };
+    int err = pair(&bx.c, &bx.s);
+    if (err < 0)
+        return err;
+    if (coil_park(&bx.s, ss_park_handler, &bx, COIL_NO_DEADLINE) < 0) {
+        failures++;
+    } else {
+        for (int i = 0; i < 10; i++)
+            coil_yield();
+        if (bx.park_runs != 0)
+            failures++; /* woken with nothing to read */
+        if (coil_send(&bx.c, "ping", 4, COIL_NO_DEADLINE) != 4 ||
+            recv_exact(&bx.c, in, 4) != 4 || memcmp(in, "ping", 4) != 0 || bx.park_runs != 1)
+            failures++;
+    }
+    coil_close(&bx.c);
+    coil_close(&bx.s);
+    return failures;
+}
+
+static void test_single_shot_echo(void **state)
+{
+    (void)state;
+    int fds = harness_fd_count();
+    assert_int_equal(harness_run(&loop, ss_main, NULL), 0);
+    assert_int_equal(harness_fd_count(), fds);
+    coil_loop_stats st = stats();
+    assert_int_equal(st.bufs_in_use, 0);
+    assert_int_equal(st.bufs_exhausted, 0);
+    assert_int_equal(st.stale_completions, 0);
+}
+
+/* ---- d. cancelled receives leave no stale completion behind ---- */
+
+#define ST_CONNS 50
+#define ST_ROUNDS 100
+
+typedef struct st_conn {
+    coil_sock c, s;
+    int timeouts;          /* receives that returned -ETIMEDOUT with the deadline passed */
+    int wrong;             /* anything else */
+    ssize_t first_wrong;
+    ssize_t final;         /* the receive after data was sent */
+    char final_byte;
+} st_conn;
+
+static st_conn *stc;
+
+static int st_waiter(void *arg)
+{
+    st_conn *x = arg;
+    bool with_buf = (x - stc) % 5 == 4; /* a few multishot ones for contrast */
+    char buf[16];
+    for (int r = 0; r < ST_ROUNDS + 20; r++) {
+        /* 1 ms deadlines, then some that are due before the receive starts */
+        int64_t deadline = coil_deadline_in(&loop, r < ST_ROUNDS ? 1 * MS : 0);
+        ssize_t n;
+        if (with_buf) {
+            coil_buf b;
+            n = coil_recv_buf(&x->s, &b, deadline);
+            coil_buf_release(&b);
+        } else {
+            n = coil_recv(&x->s, buf, sizeof(buf), deadline);
+        }
+        if (n == -ETIMEDOUT && coil_now(&loop) >= deadline) {
+            x->timeouts++;
+        } else {
+            if (!x->wrong)
+                x->first_wrong = n;
+            x->wrong++;
+        }
+    }
+    /* Wait for the main task's byte: the connection still works. */
+    x->final = coil_recv(&x->s, buf, sizeof(buf), coil_deadline_in(&loop, 5000 * MS));
+    x->final_byte = buf[0];
+    return 0;
+}
+
+static int st_main(void *arg)
+{
+    (void)arg;
+    int opened = 0, err = 0;
+    for (; opened < ST_CONNS; opened++)
+        if ((err = pair(&stc[opened].c, &stc[opened].s)) < 0)
+            break;
+    if (opened == ST_CONNS) {
+        coil_task *t[ST_CONNS];
+        for (int i = 0; i < ST_CONNS; i++)
+            coil_spawn(&loop, st_waiter, &stc[i], &t[i]);
+        /* Send only once every waiter is past its timed receives. */
+        for (;;) {
+            int busy = 0;
+            for (int i = 0; i < ST_CONNS; i++)
+                busy += stc[i].timeouts + stc[i].wrong < ST_ROUNDS + 20;
+            if (!busy)
+                break;
+            coil_sleep(1 * MS);
+        }
+        coil_sleep(5 * MS);
+        for (int i = 0; i < ST_CONNS; i++)
+            coil_send(&stc[i].c, "z", 1, COIL_NO_DEADLINE);
+        for (int i = 0; i < ST_CONNS; i++)
+            coil_join(t[i], NULL);
+    }
+    for (int i = 0; i < opened; i++) {
+        coil_close(&stc[i].c);
+        coil_close(&stc[i].s);
+    }
+    return err;
+}
+
+static void test_cancels_leave_no_stale_completions(void **state)
+{
+    (void)state;
+    stc = calloc(ST_CONNS, sizeof(*stc));
+    assert_int_equal(harness_run(&loop, st_main, NULL), 0);
+    for (int i = 0; i < ST_CONNS; i++) {
+        st_conn *x = &stc[i];
+        if (x->wrong || x->timeouts != ST_ROUNDS + 20 || x->final != 1 || x->final_byte != 'z')
+            fail_msg("connection %d: %d timeouts, %d other results (first %zd), final receive "
+                     "%zd",
+                     i, x->timeouts, x->wrong, x->first_wrong, x->final);
+    }
+    coil_loop_stats st = stats();
+    assert_int_equal(st.stale_completions, 0);
+    assert_int_equal(st.bufs_in_use, 0);
+    free(stc);
+}
+
+/* ---- e. parked connections hold no buffer and no stack ---- */
+
+#define PK_CONNS 1000
+
+typedef struct pk_conn {
+    coil_sock s;
+    int client;            /* index of the peer in pk_clients */
+    int runs;
+    ssize_t got;
+    unsigned char byte;
+} pk_conn;
+
+static pk_conn *pkc;
+static int pk_clients[PK_CONNS];
+static int16_t pk_by_port[65536];
+
+static unsigned char pk_byte(int client)
+{
+    return (unsigned char)(client * 7 + 1);
+}
+
+static int pk_handler(void *arg)
+{
+    pk_conn *x = arg;
+    x->runs++;
+    unsigned char c = 0;
+    x->got = coil_recv(&x->s, &c, 1, coil_deadline_in(&loop, 5000 * MS));
+    x->byte = c;
+    coil_close(&x->s);
+    return 0;
+}
+
+static int pk_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < PK_CONNS; i++) {
+        struct sockaddr_storage peer;
+        int err = coil_accept(&lsn, &pkc[i].s, &peer, coil_deadline_in(&loop, 5000 * MS));
+        if (err < 0) {
+            for (int k = 0; k < i; k++)
+                coil_close(&pkc[k].s);
+            return err;
+        }
+        pkc[i].client = pk_by_port[ntohs(((struct sockaddr_in *)&peer)->sin_port)];
+        err = coil_park(&pkc[i].s, pk_handler, &pkc[i], COIL_NO_DEADLINE);
+        if (err < 0) {
+            for (int k = 0; k <= i; k++)
+                coil_close(&pkc[k].s);
+            return err;
+        }
+    }
+    return 0;
+}
+
+static void test_park_thousand(void **state)
+{
+    (void)state;
+    if (!raise_nofile(2 * PK_CONNS + 64))
+        skip();
+    pkc = calloc(PK_CONNS, sizeof(*pkc));
+    memset(pk_by_port, 0xff, sizeof(pk_by_port));
+    for (int i = 0; i < PK_CONNS; i++) {
+        pk_clients[i] = harness_client(port);
+        struct sockaddr_in a;
+        socklen_t al = sizeof(a);
+        assert_int_equal(getsockname(pk_clients[i], (struct sockaddr *)&a, &al), 0);
+        pk_by_port[ntohs(a.sin_port)] = (int16_t)i;
+    }
+    assert_int_equal(harness_run(&loop, pk_main, NULL), 0);
+    /* The accepting task is gone; only the parked sockets remain. A few
+     * turns more, some sleeping: nothing wakes them. */
+    for (int turn = 0; turn < 6; turn++)
+        assert_true(coil_loop_run_once(&loop, turn % 2 ? 2 * MS : 0) >= 0);
+    coil_loop_stats st = stats();
+    assert_int_equal(st.socks_parked, PK_CONNS);
+    assert_int_equal(st.stacks_in_use, 0);
+    assert_int_equal(st.bufs_in_use, 0);
+    assert_int_equal(st.tasks_live, 0);
+    for (int i = 0; i < PK_CONNS; i++) {
+        assert_int_equal(pkc[i].runs, 0);
+        assert_true(pkc[i].client >= 0);
+        unsigned char b = pk_byte(pkc[i].client);
+        assert_int_equal(send(pk_clients[pkc[i].client], &b, 1, 0), 1);
+    }
+    int64_t until = coil_now(&loop) + 10000 * MS;
+    while (stats().socks_parked || stats().tasks_live) {
+        assert_true(coil_loop_run_once(&loop, 10 * MS) >= 0);
+        if (coil_now(&loop) > until)
+            fail_msg("%llu sockets still parked, %llu tasks live after 10 s",
+                     (unsigned long long)stats().socks_parked, (unsigned long long)stats().tasks_live);
+    }
+    for (int i = 0; i < PK_CONNS; i++) {
+        pk_conn *x = &pkc[i];
+        if (x->runs != 1 || x->got != 1 || x->byte != pk_byte(x->client))
+            fail_msg("connection %d: handler ran %d times, receive %zd, byte %u (want %u)", i,
+                     x->runs, x->got, x->byte, pk_byte(x->client));
+    }
+    /* Each handler closed its socket: every client sees the end. */
+    for (int i = 0; i < PK_CONNS; i++) {
+        char c;
+        assert_int_equal(recv(pk_clients[i], &c, 1, 0), 0);
+        close(pk_clients[i]);
+    }
+    st = stats();
+    assert_int_equal(st.bufs_in_use, 0);
+    assert_int_equal(st.stacks_in_use, 0);
+    printf("# %d parked connections woken once each; ring ran dry %llu times\n", PK_CONNS,
+           (unsigned long long)st.bufs_exhausted);
+    free(pkc);
+}
+
+/* Exits 77 when io_uring cannot be used here, as liburing's tests do. */
+static int probe(void)
+{
+    coil_loop probe_loop;
+    coil_loop_options o;
+    coil_loop_options_default(&o);
+    o.backend = "io_uring";
+    int err = coil_loop_init(&probe_loop, &o);
+    if (err == -EPERM || err == -ENOSYS || err == -EOPNOTSUPP) {
+        printf("# io_uring unavailable here (%s): skipping\n", strerror(-err));
+        return 77;
+    }
+    if (err < 0) {
+        printf("# io_uring set-up failed: %s\n", strerror(-err));
+        return 1;
+    }
+    coil_loop_exit(&probe_loop);
+    return 0;
+}
+
+int main(void)
+{
+    int p = probe();
+    if (p)
+        return p;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_buffer_ring_exhaustion, setup_tiny_ring, teardown),
+        cmocka_unit_test_setup_teardown(test_cq_overflow, setup_tiny_cq, teardown),
+        cmocka_unit_test_setup_teardown(test_single_shot_echo, setup_single_shot, teardown),
+        cmocka_unit_test_setup_teardown(test_cancels_leave_no_stale_completions, setup_default,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_park_thousand, setup_default, teardown),
+    };
+    return HARNESS_RUN(tests);
+}
