@@ -96,6 +96,7 @@ static int backend_start(struct coil__loop *l)
 }
 
 static bool logged_backend;
+static _Thread_local struct coil__loop *owned_loop;
 
 int coil_loop_init(coil_loop *loop, const coil_loop_options *opts)
 {
@@ -127,6 +128,7 @@ int coil_loop_init(coil_loop *loop, const coil_loop_options *opts)
     err = backend_start(l);
     if (err < 0)
         goto fail_msgs;
+    owned_loop = l;
     if (!__atomic_exchange_n(&logged_backend, true, __ATOMIC_RELAXED))
         coil__log("backend: %s", l->be->name);
     return 0;
@@ -160,6 +162,8 @@ int coil_loop_exit(coil_loop *loop)
     coil__tasks_exit(l);
     coil__timers_exit(l);
     coil__ctx_destroy(&l->sched_ctx);
+    if (owned_loop == l)
+        owned_loop = NULL;
     free(l);
     loop->impl = NULL;
     return 0;
@@ -202,6 +206,10 @@ int coil_loop_run_once(coil_loop *loop, int64_t timeout_ns)
     coil__timers_run(l);
     coil__msgs_run(l);
     coil__run_ready(l);
+    /* Work started after the poll (by timers, messages, woken tasks) goes to
+     * the kernel now, not a turn later: an embedder may not call again soon,
+     * and a doorbell queued by a loop about to stop would never be sent. */
+    l->be->flush(l);
     l->running = false;
     coil__tls_loop = prev;
     if (err < 0)
@@ -292,5 +300,6 @@ void coil_loop_stats_get(coil_loop *loop, coil_loop_stats *out)
 
 coil_loop *coil_loop_current(void)
 {
-    return coil__tls_loop ? coil__tls_loop->pub : NULL;
+    struct coil__loop *l = coil__tls_loop ? coil__tls_loop : owned_loop;
+    return l ? l->pub : NULL;
 }

@@ -93,6 +93,8 @@ typedef struct coil__backend {
      * wait) and dispatches completions. Returns 0 or a fatal -errno. */
     int (*poll)(struct coil__loop *l, int64_t timeout_ns);
     int (*fd)(struct coil__loop *l);
+    /* Hands queued submissions to the kernel without waiting. */
+    void (*flush)(struct coil__loop *l);
     int (*sock_open)(struct coil_sock *s);
     int (*accept)(struct coil_sock *lsn, struct sockaddr_storage *peer, int64_t deadline);
     int (*connect)(struct coil_sock *s, const struct sockaddr *addr, socklen_t len, int64_t deadline);

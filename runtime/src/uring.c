@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -235,6 +236,7 @@ static int uring_init(struct coil__loop *l)
         return err;
     }
     st->setup_flags = p.flags;
+    st->notify_efd = -1;
     bool want_ms = !(l->opts.flags & COIL_LOOP_NO_MULTISHOT) && kernel_at_least(6, 0);
     if (want_ms && bufring_setup(l) == 0)
         st->multishot = true;
@@ -250,6 +252,8 @@ static void uring_exit(struct coil__loop *l)
         munmap(st->br, st->br_bytes);
     }
     io_uring_queue_exit(&st->ring);
+    if (st->notify_efd >= 0)
+        close(st->notify_efd);
     free(st->slot_op);
     free(st->slot_gen);
     free(st->free_slots);
@@ -303,6 +307,11 @@ static int uring_poll(struct coil__loop *l, int64_t timeout_ns)
     struct io_uring *ring = &st->ring;
     if (!st->efd_armed)
         arm_eventfd(l);
+    if (st->notify_efd >= 0) {
+        uint64_t v;
+        ssize_t rr = read(st->notify_efd, &v, sizeof(v));
+        (void)rr;
+    }
     if (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW)
         l->cq_overflows++;
     int ret;
@@ -341,7 +350,26 @@ static int uring_poll(struct coil__loop *l, int64_t timeout_ns)
 
 static int uring_fd(struct coil__loop *l)
 {
-    return US(l)->ring.ring_fd;
+    uring_state *st = US(l);
+    if (st->notify_efd < 0) {
+        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        int err = io_uring_register_eventfd(&st->ring, fd);
+        if (err < 0) {
+            close(fd);
+            return err;
+        }
+        st->notify_efd = fd;
+    }
+    return st->notify_efd;
+}
+
+void coil__uring_flush(struct coil__loop *l)
+{
+    uring_state *st = US(l);
+    if (io_uring_sq_ready(&st->ring))
+        io_uring_submit(&st->ring);
 }
 
 static void uring_doorbell(struct coil__loop *target, struct coil__loop *sender)

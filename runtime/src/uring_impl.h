@@ -51,6 +51,7 @@ typedef struct uring_state {
     unsigned setup_flags;
     bool multishot;          /* multishot recv + accept + buffer ring usable */
     bool efd_armed;
+    int notify_efd;          /* registered eventfd behind coil_loop_fd, or -1 */
     struct io_uring_buf_ring *br;
     size_t br_bytes;
     /* slot table */
@@ -89,5 +90,6 @@ int coil__uring_poll(struct coil__loop *l, int64_t timeout_ns);
 int coil__uring_fd(struct coil__loop *l);
 void coil__uring_doorbell(struct coil__loop *target, struct coil__loop *sender);
 void coil__uring_buf_recycle(struct coil__loop *l, uint32_t id);
+void coil__uring_flush(struct coil__loop *l);
 
 #endif

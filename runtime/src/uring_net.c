@@ -576,6 +576,7 @@ const coil__backend coil__backend_uring = {
     .exit = coil__uring_exit,
     .poll = coil__uring_poll,
     .fd = coil__uring_fd,
+    .flush = coil__uring_flush,
     .sock_open = u_sock_open,
     .accept = u_accept,
     .connect = u_connect,
