@@ -237,6 +237,7 @@ enum {
     COIL__SOCK_RX_STARVED = 1u << 7,   /* io_uring: buffer ring was empty */
     COIL__SOCK_RD_READY = 1u << 8,     /* epoll: readable edge not yet consumed */
     COIL__SOCK_WR_READY = 1u << 9,     /* epoll: writable edge not yet consumed */
+    COIL__SOCK_RX_SINGLE = 1u << 10,   /* receives are single-shot (backpressure) */
 };
 
 #endif

@@ -174,6 +174,14 @@ bool coil_sock_rx_pending(const coil_sock *s)
     return coil__sock_rx_has(s);
 }
 
+void coil_sock_rx_single(coil_sock *s, bool single)
+{
+    if (single)
+        s->flags |= COIL__SOCK_RX_SINGLE;
+    else
+        s->flags &= ~COIL__SOCK_RX_SINGLE;
+}
+
 int coil_sock_rx_stop(coil_sock *s)
 {
     NEED_TASK(s);

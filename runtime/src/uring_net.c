@@ -372,6 +372,58 @@ static bool ring_has_room(struct coil__loop *l)
     return l->bufs.count - l->bufs.in_use >= l->bufs.count / 4;
 }
 
+static int u_rx_stop(coil_sock *s);
+static ssize_t u_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline);
+
+static void prep_recv_select(struct io_uring_sqe *sqe, coil_sock *s, void *ctx)
+{
+    (void)ctx;
+    io_uring_prep_recv(sqe, s->fd, NULL, s->loop->bufs.size, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+}
+
+/* One single-shot receive that picks its buffer from the ring: nothing stays
+ * armed afterwards, so a task applying backpressure holds no buffer and lets
+ * the kernel's socket buffer (and TCP's window) push back on the peer. */
+static ssize_t recv_select(coil_sock *s, coil_buf *out, int64_t deadline)
+{
+    struct coil__loop *l = s->loop;
+    int err = coil__pending(l->current);
+    if (err)
+        return err;
+    coil__waiter marker = { 0 };
+    if ((err = claim(&s->rd, &marker)) < 0)
+        return err;
+    coil__uring_op op;
+    coil__uring_op_init(&op, s);
+    struct io_uring_sqe *sqe = coil__uring_start(l, &op);
+    if (!sqe) {
+        s->rd = NULL;
+        return -ENOMEM;
+    }
+    prep_recv_select(sqe, s, NULL);
+    coil__uring_tag(sqe, &op);
+    int64_t res = coil__uring_wait(l, &op, deadline);
+    if (s->rd == &marker)
+        s->rd = NULL;
+    if (op.w.flags & IORING_CQE_F_BUFFER) {
+        uint32_t id = op.w.flags >> IORING_CQE_BUFFER_SHIFT;
+        l->bufs.in_use++;
+        if (res > 0) {
+            coil__buf_view(l, out, id, (size_t)res);
+            return res;
+        }
+        coil__buf_give_back(l, id);
+    }
+    if (res == -ENOBUFS) {
+        l->bufs_exhausted++;
+        s->flags |= COIL__SOCK_RX_STARVED; /* heap buffers until the ring refills */
+        return u_recv_buf(s, out, deadline);
+    }
+    return res;
+}
+
 static ssize_t u_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
 {
     struct coil__loop *l = s->loop;
@@ -398,6 +450,15 @@ static ssize_t u_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
             return err;
         if ((s->flags & COIL__SOCK_RX_STARVED) && ring_has_room(l))
             s->flags &= ~COIL__SOCK_RX_STARVED;
+        bool single = s->flags & COIL__SOCK_RX_SINGLE;
+        if (single && rx && rx->armed && !rx->is_poll) {
+            err = u_rx_stop(s); /* switching to single-shot: stop the multishot */
+            if (err)
+                return err;
+            continue;
+        }
+        if (single && SS(s)->multishot && !(s->flags & COIL__SOCK_RX_STARVED))
+            return recv_select(s, out, deadline);
         if (SS(s)->multishot && !(s->flags & COIL__SOCK_RX_STARVED)) {
             if (!rx || !rx->armed) {
                 err = rx_arm(s);

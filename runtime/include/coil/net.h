@@ -106,6 +106,13 @@ ssize_t coil_recv_buf(coil_sock *sock, coil_buf *out, int64_t deadline);
  * wants to park checks this first. Loop thread. */
 bool coil_sock_rx_pending(const coil_sock *sock);
 
+/* With single set, coil_recv_buf uses one single-shot receive per call (on
+ * io_uring still from the buffer ring) and keeps nothing armed between
+ * calls: for a body streamed under backpressure, since a multishot receive
+ * cannot be paused without cancelling it. Parking clears nothing: a parked
+ * socket still waits with a multishot. Loop thread. */
+void coil_sock_rx_single(coil_sock *sock, bool single);
+
 /* Stops a socket's multishot receive so that the kernel stops taking buffers
  * for it (a task about to apply backpressure does this). Buffers already
  * filled stay queued and are returned by the next receives. Waits for the
