@@ -12,9 +12,55 @@
 
 #include "http_impl.h"
 
-static int64_t send_deadline(coil__http_conn *c)
+/* Bytes handed to one coil_sendv() by send_all(). */
+#define SEND_SLICE (16 * 1024)
+
+/* Sends all of iov[0..iovcnt) to the client, failing with -ETIMEDOUT only
+ * when the client takes nothing for send_idle_ns. coil_sendv()'s deadline
+ * covers the whole call, so one large write to a slow but steady reader
+ * would be cut off although it never stalled: the bytes go in slices of at
+ * most SEND_SLICE, each with a fresh deadline. The iov array is modified. */
+static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt)
 {
-    return coil_deadline_in(c->srv->loop, c->srv->cfg.timeouts.send_idle_ns);
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    for (size_t sent = 0; sent < total;) {
+        while (iovcnt > 0 && iov->iov_len == 0) {
+            iov++;
+            iovcnt--;
+        }
+        struct iovec slice[4];
+        int n = 0;
+        size_t len = 0;
+        for (; n < iovcnt && n < 4 && len < SEND_SLICE; n++) {
+            size_t take = iov[n].iov_len < SEND_SLICE - len ? iov[n].iov_len : SEND_SLICE - len;
+            slice[n] = (struct iovec){ iov[n].iov_base, take };
+            len += take;
+        }
+        ssize_t r = coil_sendv(&c->sock, slice, n,
+                               coil_deadline_in(c->srv->loop, c->srv->cfg.timeouts.send_idle_ns));
+        if (r < 0)
+            return r;
+        sent += len;
+        while (len) {
+            size_t take = iov->iov_len < len ? iov->iov_len : len;
+            iov->iov_base = (char *)iov->iov_base + take;
+            iov->iov_len -= take;
+            len -= take;
+            if (!iov->iov_len) {
+                iov++;
+                iovcnt--;
+            }
+        }
+    }
+    return (ssize_t)total;
+}
+
+static ssize_t send_bytes(coil__http_conn *c, const void *p, size_t len)
+{
+    struct iovec iov = { (void *)p, len };
+    return send_all(c, &iov, 1);
 }
 
 void coil__http_exchange_init(coil__http_exchange *x, coil__http_conn *c, coil__http_parser *p,
@@ -73,8 +119,9 @@ int coil__http_flush(coil__http_exchange *x)
 {
     if (!x->out_len)
         return 0;
-    ssize_t n = coil_send(&x->conn->sock, x->out, x->out_len, send_deadline(x->conn));
+    ssize_t n = send_bytes(x->conn, x->out, x->out_len);
     x->out_len = 0;
+    x->out_prev = 0;
     return n < 0 ? (int)n : 0;
 }
 
@@ -85,7 +132,7 @@ static int out_append(coil__http_exchange *x, const void *p, size_t len)
         if (err < 0)
             return err;
         if (len > COIL__HTTP_OUT_CAP) {
-            ssize_t n = coil_send(&x->conn->sock, p, len, send_deadline(x->conn));
+            ssize_t n = send_bytes(x->conn, p, len);
             return n < 0 ? (int)n : 0;
         }
     }
@@ -98,8 +145,9 @@ static int out_append(coil__http_exchange *x, const void *p, size_t len)
 static ssize_t send_with_out(coil__http_exchange *x, const void *data, size_t len)
 {
     struct iovec iov[2] = { { x->out, x->out_len }, { (void *)data, len } };
-    ssize_t n = coil_sendv(&x->conn->sock, iov, 2, send_deadline(x->conn));
+    ssize_t n = send_all(x->conn, iov, 2);
     x->out_len = 0;
+    x->out_prev = 0;
     return n;
 }
 
@@ -158,7 +206,13 @@ static int write_head(coil__http_exchange *x, int status, const coil_http_field 
         else if (x->resp_len >= 0)
             n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)x->resp_len);
     }
-    bool keep = x->req.keep_alive && !c->close_after && !c->srv->stopping && !x->until_close;
+    /* A client that asked for 100-continue and gets a final answer first
+     * will not send the body, so the connection cannot be reused (see
+     * coil__http_body_discard): say so in this answer (RFC 9110 10.1.1). */
+    bool body_withheld = x->parser->head.expect_continue && !x->continue_sent &&
+                         x->body_state == BODY_READING;
+    bool keep = x->req.keep_alive && !c->close_after && !c->srv->stopping && !x->until_close &&
+                !body_withheld;
     if (!keep)
         c->close_after = true;
     n += snprintf(line + n, sizeof(line) - (size_t)n, "%s\r\n",
@@ -179,9 +233,12 @@ static int begin(coil__http_exchange *x, int status, const coil_http_field *fiel
     x->resp_len = len;
     x->chunked = len < 0 && !x->no_body && x->req.version_minor >= 1;
     x->until_close = len < 0 && !x->no_body && x->req.version_minor == 0;
+    size_t before = x->out_len;
     int err = write_head(x, status, fields, nfields);
     if (err < 0) {
-        x->out_len = 0;
+        x->out_len = before < x->out_len ? before : x->out_len; /* drop only this head */
+        if (x->out_prev > x->out_len)
+            x->out_prev = x->out_len;
         return err;
     }
     x->resp_state = RESP_BEGUN;
@@ -247,8 +304,9 @@ static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, 
     iov[n++] = (struct iovec){ (void *)data, len };
     if (x->chunked)
         iov[n++] = (struct iovec){ "\r\n", 2 };
-    ssize_t r = coil_sendv(&x->conn->sock, iov, n, send_deadline(x->conn));
+    ssize_t r = send_all(x->conn, iov, n);
     x->out_len = 0;
+    x->out_prev = 0;
     coil_buf_release(b);
     if (r < 0) {
         x->resp_state = RESP_FAILED;
@@ -317,11 +375,20 @@ static int body_fail(coil__http_exchange *x, int err)
     return err;
 }
 
+/* 100 Continue goes after the answers to earlier pipelined requests but
+ * before this request's own head, which may already wait in out (a handler
+ * that begins its response before reading the body). */
 static int send_continue(coil__http_exchange *x)
 {
     x->continue_sent = true;
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    ssize_t n = coil_send(&x->conn->sock, cont, sizeof(cont) - 1, send_deadline(x->conn));
+    size_t own = x->out_len - x->out_prev;
+    struct iovec iov[2] = { { x->out, x->out_prev }, { (void *)cont, sizeof(cont) - 1 } };
+    ssize_t n = coil_sendv(&x->conn->sock, iov, 2,
+                           coil_deadline_in(x->conn->srv->loop, x->conn->srv->cfg.timeouts.send_idle_ns));
+    memmove(x->out, x->out + x->out_prev, own);
+    x->out_len = own;
+    x->out_prev = 0;
     return n < 0 ? (int)n : 0;
 }
 
@@ -335,37 +402,22 @@ ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
         return 0;
     if (x->body_state == BODY_FAILED)
         return x->body_error;
-    if (x->parser->head.expect_continue && !x->continue_sent && x->resp_state == RESP_NONE) {
+    /* Only while no final answer has gone out: a queued head does not count. */
+    bool final_sent = x->resp_state == RESP_ENDED || (x->resp_state == RESP_BEGUN && x->out_len == x->out_prev);
+    if (x->parser->head.expect_continue && !x->continue_sent && !final_sent) {
         int err = send_continue(x);
         if (err < 0)
             return body_fail(x, err);
     }
     x->parser->limits.max_body = x->body_limit;
+    /* The body is read at the handler's pace: single-shot receives, so a
+     * handler that stops reading leaves the bytes in the kernel and TCP
+     * pushes back on the client. */
+    coil_sock_rx_single(&c->sock, true);
     for (;;) {
-        if (!c->rx.len) {
-            coil_buf_release(&c->rx);
-            /* A declared body larger than allowed was refused at the head;
-             * here the bytes arrive: each read must make progress within
-             * the idle timeout, and overall at the minimum rate. */
-            int64_t now = coil_now(srv->loop);
-            if (!x->body_first_ns)
-                x->body_first_ns = now;
-            const coil_http_timeouts *t = &srv->cfg.timeouts;
-            int64_t elapsed = now - x->body_first_ns;
-            if (t->body_min_rate && elapsed > t->body_idle_ns &&
-                x->body_read * 1000000000ull / (uint64_t)elapsed < t->body_min_rate) {
-                srv->stats.timeouts++;
-                return body_fail(x, -ETIMEDOUT);
-            }
-            ssize_t n = coil_recv_buf(&c->sock, &c->rx, coil_deadline_in(srv->loop, t->body_idle_ns));
-            if (n == 0)
-                return body_fail(x, -ECONNRESET);
-            if (n < 0) {
-                if (n == -ETIMEDOUT)
-                    srv->stats.timeouts++;
-                return body_fail(x, (int)n);
-            }
-        }
+        /* Feed first, even zero bytes: a body that ended with the last
+         * buffer is reported DONE by a feed of nothing, and waiting for
+         * bytes here would wait for a client that has sent everything. */
         size_t used = 0;
         coil__http_event ev = coil__http_parser_feed(x->parser, c->rx.data, c->rx.len, &used);
         if (ev == COIL__HTTP_BODY) {
@@ -377,13 +429,37 @@ ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
             x->body_read += out->len;
             return (ssize_t)out->len;
         }
-        coil__http_rx_advance(c, used);
+        if (used)
+            coil__http_rx_advance(c, used);
         if (ev == COIL__HTTP_DONE) {
             x->body_state = BODY_DONE;
             return 0;
         }
         if (ev == COIL__HTTP_ERROR)
             return body_fail(x, x->parser->error_status == 413 ? -EMSGSIZE : -EPROTO);
+        /* NEED_MORE: every received byte was consumed. */
+        coil_buf_release(&c->rx);
+        /* A declared body larger than allowed was refused at the head;
+         * here the bytes arrive: each read must make progress within the
+         * idle timeout, and overall at the minimum rate. */
+        int64_t now = coil_now(srv->loop);
+        if (!x->body_first_ns)
+            x->body_first_ns = now;
+        const coil_http_timeouts *t = &srv->cfg.timeouts;
+        int64_t elapsed = now - x->body_first_ns;
+        if (t->body_min_rate && elapsed > t->body_idle_ns &&
+            x->body_read * 1000000000ull / (uint64_t)elapsed < t->body_min_rate) {
+            srv->stats.timeouts++;
+            return body_fail(x, -ETIMEDOUT);
+        }
+        ssize_t n = coil_recv_buf(&c->sock, &c->rx, coil_deadline_in(srv->loop, t->body_idle_ns));
+        if (n == 0)
+            return body_fail(x, -ECONNRESET);
+        if (n < 0) {
+            if (n == -ETIMEDOUT)
+                srv->stats.timeouts++;
+            return body_fail(x, (int)n);
+        }
     }
 }
 

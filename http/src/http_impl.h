@@ -36,6 +36,7 @@ struct coil__http_conn {
     coil_task *task;           /* NULL while parked */
     coil__http_conn *prev, *next;
     bool close_after;          /* close once the current exchange ends */
+    bool awaiting;             /* the task waits for the first byte of a request */
 };
 
 enum { BODY_NONE, BODY_READING, BODY_DONE, BODY_FAILED };
@@ -63,6 +64,7 @@ typedef struct coil__http_exchange {
     uint64_t resp_written;
     char *out;                 /* head bytes and small bodies waiting to be sent */
     size_t out_len;
+    size_t out_prev;           /* bytes of out that answer earlier pipelined requests */
     uint64_t bytes_out;
 } coil__http_exchange;
 

@@ -33,33 +33,42 @@ coil_http_service *coil_http_fn_init(coil_http_fn_service *s, coil_http_handler_
 typedef struct timeout_ctx {
     coil_timer timer;
     coil_task *task;
+    coil_loop *loop;
     bool fired;
 } timeout_ctx;
+
+/* How often the waits of a handler past its budget are interrupted again. */
+#define TIMEOUT_REPEAT_NS (1 * MS)
 
 static void timeout_fired(coil_timer *t)
 {
     timeout_ctx *ctx = t->data;
     ctx->fired = true;
-    /* Sticky from here on: every later wait of the handler fails too, so a
-     * handler that ignores one error still cannot outlive its budget. */
-    coil_cancel(ctx->task);
+    /* Not coil_cancel(): cancellation is sticky for the whole connection
+     * task, and the server could then not send the 503 (nor anything else)
+     * after the handler returned. An interrupt ends the current wait only;
+     * repeating it until the handler returns makes its later waits fail
+     * too, so a handler that ignores one error cannot outlive its budget. */
+    coil_interrupt(ctx->task, -ETIMEDOUT);
+    coil_timer_start(t, coil_deadline_in(ctx->loop, TIMEOUT_REPEAT_NS));
 }
 
 static int timeout_call(coil_http_service *self, coil_http_request *req)
 {
     coil_http_timeout *t = (coil_http_timeout *)self;
-    timeout_ctx ctx = { .task = coil_self() };
+    timeout_ctx ctx = { .task = coil_self(), .loop = req->loop };
     coil_timer_init(req->loop, &ctx.timer, timeout_fired);
     ctx.timer.data = &ctx;
     coil_timer_start(&ctx.timer, coil_deadline_in(req->loop, t->ns));
     int r = coil_http_call(self->inner, req);
     coil_timer_stop(&ctx.timer);
     if (ctx.fired) {
-        if (!coil_http_response_started(req)) {
+        /* An interrupt that no wait consumed would fail the server's next
+         * send: a yield takes it. */
+        coil_yield();
+        if (!coil_http_response_started(req))
             req->x->conn->close_after = true;
-            return -ETIMEDOUT; /* the server answers 503 */
-        }
-        return -ETIMEDOUT;
+        return -ETIMEDOUT; /* the server answers 503 if nothing was sent */
     }
     return r;
 }

@@ -30,10 +30,10 @@ typedef struct coil__http_field {
 } coil__http_field;
 
 typedef struct coil__http_limits {
-    uint32_t max_request_line;  /* method + target + version bytes: 414 beyond (requests) */
-    uint32_t max_header_bytes;  /* whole field section: 431 beyond */
-    uint32_t max_headers;       /* field lines: 431 beyond */
-    uint32_t max_chunk_ext;     /* bytes of extensions on one chunk line: 400 beyond */
+    uint32_t max_request_line;  /* request (or status) line without CRLF: 414 beyond */
+    uint32_t max_header_bytes;  /* whole field section: 431 beyond; trailers alike */
+    uint32_t max_headers;       /* field lines: 431 beyond; trailers alike */
+    uint32_t max_chunk_ext;     /* bytes of extensions on one chunk line: 400 beyond (0: none) */
     uint64_t max_body;          /* 413 beyond (0 = no limit); declared length or bytes seen */
 } coil__http_limits;
 
@@ -46,7 +46,8 @@ typedef struct coil__http_head {
     int method_id;            /* llhttp_method_t */
     const char *target;       /* request-target as received */
     uint32_t target_len;
-    const char *path;         /* origin-form path (for absolute-form: the path part) */
+    const char *path;         /* origin-form path (absolute-form: the path part, "/" if empty;
+                               * CONNECT: the authority; OPTIONS *: "*") */
     uint32_t path_len;
     const char *query;        /* after '?', without it; NULL if none */
     uint32_t query_len;
@@ -64,7 +65,8 @@ typedef struct coil__http_head {
     bool chunked;             /* Transfer-Encoding: chunked (final coding) */
     bool keep_alive;          /* persistent after this message (version + Connection) */
     bool expect_continue;     /* Expect: 100-continue */
-    bool upgrade;             /* Connection: upgrade with an Upgrade field */
+    bool upgrade;             /* Connection: upgrade with an Upgrade field (HTTP/1.1 requests;
+                               * responses: only 101) */
     bool has_body;            /* a body follows the head */
 } coil__http_head;
 
@@ -86,44 +88,77 @@ typedef struct coil__http_parser {
     uint64_t body_seen;
     /* private */
     llhttp_t ll;
-    llhttp_settings_t settings;
     coil__http_limits limits;
     char *arena;
     size_t arena_size, arena_used;
+    size_t strings_cap;       /* strings live in arena[0..strings_cap), the fields array after */
+    coil__http_field *field_mem;
     uint32_t max_fields;      /* capacity of the fields array carved from the arena */
-    int state;
-    int pending;              /* event recorded by a callback */
     bool is_request;
-    bool in_trailers;
-    bool field_open;          /* collecting a field value */
-    uint32_t head_bytes;
-    uint32_t chunk_ext_bytes;
-    unsigned cl_count;
-    unsigned te_count;
     /* response parsing: the request method decides whether a body follows */
     int request_method;
+    struct {                  /* per message: zeroed by coil__http_parser_reset() */
+        int state;
+        int pending;          /* event recorded by a callback */
+        bool name_open;       /* collecting a field name */
+        bool field_open;      /* collecting a field value */
+        bool version_seen;
+        bool until_close;     /* response body delimited by the end of the connection */
+        bool conn_close, conn_keep_alive, conn_upgrade, upgrade_field, expect_100;
+        char version[4];      /* "1.1"; longer versions only counted */
+        uint32_t version_len;
+        uint32_t name_off, name_len, value_off, value_len;
+        uint32_t chunk_ext_bytes;
+        unsigned cl_count, te_count, host_count;
+        unsigned te_elems, te_chunked, te_other;
+        bool te_last_chunked;
+        int64_t cl_value;
+        /* Positions within the message: the data given to llhttp_execute()
+         * starts at base, which is message byte base_off. */
+        const char *base;
+        uint64_t base_off;
+        uint64_t msg_bytes;
+        uint64_t chunk_line_start;
+        /* The raw line scanner run over head and trailer bytes (parser.c). */
+        struct {
+            bool start_line, line_start, in_name, cr, prev_sp, done;
+            uint32_t line_len, spaces, lines, skipped;
+            uint32_t head_bytes;
+        } sc;
+    } m;
 } coil__http_parser;
 
 /* Prepares p to parse requests (is_request) or responses, with the given
  * limits, copying the head into arena[0..arena_size) (the fields array is
- * carved from its end: size it for max_headers). */
+ * carved from its end, at most half the arena: size the arena as
+ * max_request_line + max_header_bytes + max_headers * sizeof(coil__http_field)).
+ * The arena must outlive p; p may be moved between calls. */
 void coil__http_parser_init(coil__http_parser *p, bool is_request, const coil__http_limits *limits,
                             char *arena, size_t arena_size);
 
 /* For response parsing: the method of the request this response answers
- * (HEAD and CONNECT change whether a body follows). */
+ * (HEAD and CONNECT change whether a body follows). It stays set across
+ * coil__http_parser_reset(), so the final response after a 1xx needs no new
+ * call; set it again for each new request. */
 void coil__http_parser_set_request_method(coil__http_parser *p, int method_id);
 
 /* Feeds data[0..len). Stops at the first event and stores in *used how many
  * bytes it consumed; the caller feeds the rest again after handling the
  * event (BODY chunks point into data, so data must stay valid until then).
- * After DONE, bytes beyond *used belong to the next message: call
- * coil__http_parser_reset() and feed them. After ERROR, feed nothing more. */
+ * After HEAD and after BODY, call feed again before waiting for more bytes,
+ * with len 0 if nothing is left: a message that ends there (no body, or the
+ * last byte of a Content-Length body) reports DONE without consuming
+ * anything. data may be NULL when len is 0.
+ * After DONE, bytes beyond *used belong to the next message (or, after
+ * CONNECT or an upgrade, to the tunnel): call coil__http_parser_reset()
+ * and feed them. After ERROR, feed nothing more: error_status and
+ * error_reason say why (responses: always 502). */
 coil__http_event coil__http_parser_feed(coil__http_parser *p, const char *data, size_t len,
                                         size_t *used);
 
 /* The peer closed: completes a response whose body runs to the end of the
- * connection (DONE), or reports ERROR for a message cut short. */
+ * connection (DONE), or reports ERROR for a message cut short (and for one
+ * not begun: a close between messages needs no call). */
 coil__http_event coil__http_parser_finish(coil__http_parser *p);
 
 /* Readies p for the next message on the same connection. */

@@ -90,6 +90,8 @@ static coil__http_event read_head(coil__http_conn *c, coil__http_parser *p, coil
 {
     coil_http_server *srv = c->srv;
     int64_t deadline = coil_deadline_in(srv->loop, srv->cfg.timeouts.header_ns);
+    /* Heads arrive through the multishot receive (parked connections too). */
+    coil_sock_rx_single(&c->sock, false);
     bool any = false;
     *timed_out = false;
     for (;;) {
@@ -98,7 +100,13 @@ static coil__http_event read_head(coil__http_conn *c, coil__http_parser *p, coil
              * requests produced goes out first. */
             if (prev && coil__http_flush(prev) < 0)
                 return COIL__HTTP_NEED_MORE;
+            /* Stopping: a connection with no request under way is idle,
+             * closed rather than kept for one more. */
+            if (srv->stopping && !any)
+                return COIL__HTTP_NEED_MORE;
+            c->awaiting = !any;
             ssize_t n = coil_recv_buf(&c->sock, &c->rx, deadline);
+            c->awaiting = false;
             if (n <= 0) {
                 if (n == -ETIMEDOUT && any) {
                     srv->stats.timeouts++;
@@ -124,7 +132,8 @@ static int conn_task(void *arg)
     const coil_http_limits *lim = &srv->cfg.limits;
     c->task = coil_self();
 
-    size_t arena_size = lim->max_header_bytes + lim->max_headers * sizeof(coil__http_field) + 1024;
+    size_t arena_size = lim->max_request_line + lim->max_header_bytes +
+                        lim->max_headers * sizeof(coil__http_field) + 1024;
     char *arena = malloc(arena_size);
     char out[COIL__HTTP_OUT_CAP];
     coil__http_limits plim = {
@@ -150,6 +159,7 @@ static int conn_task(void *arg)
         size_t pending_out = have_prev ? x.out_len : 0;
         coil__http_exchange_init(&x, c, &parser, out);
         x.out_len = pending_out; /* earlier pipelined answers not sent yet */
+        x.out_prev = pending_out;
         have_prev = true;
         if (ev == COIL__HTTP_ERROR) {
             srv->stats.errors_4xx_parse++;
@@ -277,10 +287,14 @@ static int stopper(void *arg)
     while (srv->conns) {
         for (coil__http_conn *c = srv->conns, *next; c; c = next) {
             next = c->next;
-            /* Idle connections close now; busy ones finish their request
-             * (they see stopping and close after it). */
+            /* Idle connections close now — parked ones, and those whose
+             * task still waits for a request's first byte; busy ones
+             * finish their request (they see stopping and close after
+             * it). */
             if (!c->task && coil_unpark(&c->sock) == 0)
                 conn_free(c);
+            else if (c->task && c->awaiting)
+                coil_cancel(c->task);
         }
         if (!srv->conns)
             break;

@@ -168,7 +168,7 @@ try:
     # chunked upload with curl, echoed back
     size = (1 << 30) if BIG else (64 << 20)
     cmd = ("head -c %d /dev/zero | curl -sS --no-buffer -H 'Transfer-Encoding: chunked' "
-           "-H 'Expect:' --data-binary @- http://127.0.0.1:%d/echo | wc -c" % (size, port))
+           "-H 'Expect:' -X POST -T - http://127.0.0.1:%d/echo | wc -c" % (size, port))
     t0 = time.time()
     n = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600).stdout.strip()
     took = time.time() - t0
