@@ -363,6 +363,9 @@ int coil__http_respond_error(coil__http_exchange *x, int status, const char *why
 void coil_http_set_body_limit(coil_http_request *req, uint64_t max)
 {
     coil__http_exchange *x = req->x;
+    uint64_t ceiling = x->conn->srv->cfg.limits.max_body;
+    if (!max || (ceiling && max > ceiling))
+        max = ceiling;
     x->body_limit = max;
     x->parser->limits.max_body = max;
 }

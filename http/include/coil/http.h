@@ -90,8 +90,10 @@ ssize_t coil_http_body_read_into(coil_http_request *req, void *buf, size_t len);
  * error as coil_http_body_read (-EMSGSIZE past max). */
 ssize_t coil_http_body_read_all(coil_http_request *req, char **out, size_t max);
 
-/* Lowers or raises this request's body limit (bytes; 0 = none) before the
- * body is read; routes use it. */
+/* Sets this request's body limit (bytes) before the body is read; routes
+ * use it. The server's limits.max_body stays the ceiling: a declared length
+ * above it was refused with 413 before the handler ran, so a route can only
+ * lower the limit (0 here means "the server's"). */
 void coil_http_set_body_limit(coil_http_request *req, uint64_t max);
 
 /* ---- response ---- */
@@ -213,7 +215,7 @@ typedef struct coil_http_route {
     const char *path;          /* exact path, or prefix when prefix is set */
     bool prefix;
     coil_http_service *service;
-    uint64_t max_body;         /* 0: the server's limit */
+    uint64_t max_body;         /* 0: the server's limit; never above it */
 } coil_http_route;
 
 /* Picks the route whose path matches (exact before prefix, longest prefix

@@ -1,0 +1,1736 @@
+/* The HTTP server end to end on both backends: a coil_http_server on the
+ * test's loop, driven by client tasks on the same loop that write raw bytes
+ * and parse the responses back. Raw-byte table (one write and byte by byte),
+ * timeouts, middleware, router, response framing, graceful stop.
+ *
+ * Client tasks never assert: a failed check records its line and jumps to
+ * the task's cleanup, so sockets are closed before cmocka unwinds; the test
+ * function reports the failure after the server stopped and the loop went
+ * idle. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "coil/http.h"
+/* Private: a handler reaches its connection's socket to shrink the kernel's
+ * send buffer, so that a slow reader really holds the server back. */
+#include "http_impl.h"
+
+static coil_loop loop;
+static coil_http_server *srv;
+static int port;
+static int fds_at_setup;
+
+/* ---- failure recording for tasks ---- */
+
+static int fail_line;
+static char fail_what[256];
+static char fail_where[128]; /* table case / step being run */
+
+static void note_fail(int line, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_fail(int line, const char *fmt, ...)
+{
+    if (fail_line)
+        return;
+    fail_line = line;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fail_what, sizeof(fail_what), fmt, ap);
+    va_end(ap);
+}
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            note_fail(__LINE__, "%s", #cond);                                                      \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) {                                                                            \
+            note_fail(__LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);                         \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+static int64_t dl(int64_t ms)
+{
+    return coil_deadline_in(&loop, ms * MS);
+}
+
+/* ---- fixture ---- */
+
+static int setup(void **state)
+{
+    (void)state;
+    fds_at_setup = harness_fd_count();
+    harness_loop_init(&loop, NULL);
+    srv = NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    harness_loop_exit(&loop);
+    assert_int_equal(harness_fd_count(), fds_at_setup);
+    return 0;
+}
+
+static coil_http_server_config base_cfg(coil_http_service *svc)
+{
+    coil_http_server_config cfg;
+    coil_http_server_config_default(&cfg);
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.service = svc;
+    return cfg;
+}
+
+static void server_start(const coil_http_server_config *cfg)
+{
+    assert_int_equal(coil_http_server_start(&loop, cfg, &srv), 0);
+    port = coil_http_server_port(srv);
+    assert_true(port > 0);
+}
+
+/* Runs the loop until nothing is left (the stopped server freed itself). */
+static void run_until_idle(void)
+{
+    int64_t until = coil_now(&loop) + 10000 * MS;
+    int r;
+    while ((r = coil_loop_run_once(&loop, 50 * MS)) > 0)
+        if (coil_now(&loop) > until)
+            fail_msg("the loop did not become idle within 10 s");
+    assert_int_equal(r, 0);
+}
+
+/* Runs a test's main task, stops the server, lets it wind down, and only
+ * then reports what the task found. */
+static void run_main(coil_task_fn fn, void *arg)
+{
+    fail_line = 0;
+    fail_what[0] = fail_where[0] = '\0';
+    int r = harness_run(&loop, fn, arg);
+    if (srv) {
+        coil_http_server_stop(srv);
+        srv = NULL;
+    }
+    run_until_idle();
+    if (fail_line || r)
+        fail_msg("%s: line %d: %s (task returned %d)", fail_where[0] ? fail_where : "-", fail_line,
+                 fail_what, r);
+}
+
+/* ---- a small raw HTTP client ---- */
+
+#define CLI_CAP (64 * 1024)
+
+typedef struct cli {
+    coil_sock s;
+    bool open;
+    char *buf; /* received, not consumed: buf[0..len) */
+    size_t len;
+} cli;
+
+static int cli_open(cli *c)
+{
+    *c = (cli){ 0 };
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int err = coil_tcp_connect(&loop, &c->s, (struct sockaddr *)&a, sizeof(a), dl(5000));
+    if (err < 0)
+        return err;
+    c->open = true;
+    /* Byte-by-byte sends would otherwise wait on Nagle and delayed ACKs. */
+    int one = 1;
+    setsockopt(c->s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->buf = malloc(CLI_CAP);
+    return c->buf ? 0 : -ENOMEM;
+}
+
+static void cli_close(cli *c)
+{
+    if (c->open)
+        coil_close(&c->s);
+    c->open = false;
+    free(c->buf);
+    c->buf = NULL;
+    c->len = 0;
+}
+
+/* Sends in one write, or one byte per send with a yield between. */
+static int cli_send(cli *c, const char *p, size_t n, bool bytewise)
+{
+    if (!bytewise) {
+        ssize_t r = coil_send(&c->s, p, n, dl(5000));
+        return r < 0 ? (int)r : 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ssize_t r = coil_send(&c->s, p + i, 1, dl(5000));
+        if (r < 0)
+            return (int)r;
+        coil_yield();
+    }
+    return 0;
+}
+
+static int cli_send_str(cli *c, const char *s)
+{
+    return cli_send(c, s, strlen(s), false);
+}
+
+static ssize_t cli_fill(cli *c, int64_t deadline)
+{
+    if (c->len == CLI_CAP)
+        return -ENOBUFS;
+    ssize_t n = coil_recv(&c->s, c->buf + c->len, CLI_CAP - c->len, deadline);
+    if (n > 0)
+        c->len += (size_t)n;
+    return n;
+}
+
+static void cli_consume(cli *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+/* 1: the server closed (end of stream or reset); 0: still open after
+ * wait_ns; negative: it sent more bytes (-EPROTO) or the receive failed. */
+static int cli_closed(cli *c, int64_t wait_ns)
+{
+    if (c->len)
+        return -EPROTO;
+    char b[256];
+    ssize_t n = coil_recv(&c->s, b, sizeof(b), coil_deadline_in(&loop, wait_ns));
+    if (n == 0 || n == -ECONNRESET)
+        return 1;
+    if (n == -ETIMEDOUT)
+        return 0;
+    return n > 0 ? -EPROTO : (int)n;
+}
+
+typedef struct resp {
+    int status;
+    int interim;              /* 1xx heads before the final one */
+    char head[4096];          /* the final head, NUL-terminated */
+    bool has_length;
+    int64_t length;
+    bool chunked, close, until_eof;
+    char body[8192];          /* the first bytes of the body */
+    size_t body_len;          /* all bytes of the body */
+    char trailers[512];
+} resp;
+
+/* The value of the first field called name, NUL-terminated into out. */
+static bool resp_field(const resp *r, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    const char *p = strstr(r->head, "\r\n");
+    while (p && p[2] != '\r' && p[2]) {
+        p += 2;
+        const char *e = strstr(p, "\r\n");
+        if (!e)
+            break;
+        if ((size_t)(e - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            if (out)
+                snprintf(out, outlen, "%.*s", (int)(e - v), v);
+            return true;
+        }
+        p = e;
+    }
+    return false;
+}
+
+static bool body_is(const resp *r, const char *s)
+{
+    size_t n = strlen(s);
+    return r->body_len == n && memcmp(r->body, s, n) == 0;
+}
+
+static void body_put(resp *r, const char *p, size_t n)
+{
+    size_t room = sizeof(r->body) - (r->body_len < sizeof(r->body) ? r->body_len : sizeof(r->body));
+    memcpy(r->body + sizeof(r->body) - room, p, n < room ? n : room);
+    r->body_len += n;
+}
+
+/* Reads one response head (final or 1xx). -EPIPE: closed before a byte. */
+static int read_one_head(cli *c, resp *r, int64_t deadline)
+{
+    for (;;) {
+        char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+        if (end) {
+            size_t hl = (size_t)(end - c->buf) + 4;
+            if (hl >= sizeof(r->head))
+                return -E2BIG;
+            memcpy(r->head, c->buf, hl);
+            r->head[hl] = '\0';
+            cli_consume(c, hl);
+            if (strncmp(r->head, "HTTP/1.1 ", 9) != 0)
+                return -EPROTO;
+            r->status = atoi(r->head + 9);
+            return 0;
+        }
+        ssize_t n = cli_fill(c, deadline);
+        if (n == 0 || n == -ECONNRESET)
+            return c->len ? -EPROTO : -EPIPE;
+        if (n < 0)
+            return (int)n;
+    }
+}
+
+static int read_exact(cli *c, resp *r, size_t n, int64_t deadline)
+{
+    while (n) {
+        if (!c->len) {
+            ssize_t k = cli_fill(c, deadline);
+            if (k == 0)
+                return -EPIPE; /* closed before the announced end */
+            if (k < 0)
+                return (int)k;
+        }
+        size_t take = c->len < n ? c->len : n;
+        body_put(r, c->buf, take);
+        cli_consume(c, take);
+        n -= take;
+    }
+    return 0;
+}
+
+static int read_line(cli *c, char *out, size_t outlen, int64_t deadline)
+{
+    for (;;) {
+        char *e = memmem(c->buf, c->len, "\r\n", 2);
+        if (e) {
+            size_t n = (size_t)(e - c->buf);
+            if (n >= outlen)
+                return -E2BIG;
+            memcpy(out, c->buf, n);
+            out[n] = '\0';
+            cli_consume(c, n + 2);
+            return 0;
+        }
+        ssize_t k = cli_fill(c, deadline);
+        if (k == 0)
+            return -EPIPE;
+        if (k < 0)
+            return (int)k;
+    }
+}
+
+static int read_chunked(cli *c, resp *r, int64_t deadline)
+{
+    char line[256];
+    for (;;) {
+        int err = read_line(c, line, sizeof(line), deadline);
+        if (err)
+            return err;
+        char *end;
+        unsigned long long n = strtoull(line, &end, 16);
+        if (end == line)
+            return -EPROTO;
+        if (n == 0)
+            break;
+        if ((err = read_exact(c, r, (size_t)n, deadline)) ||
+            (err = read_line(c, line, sizeof(line), deadline)))
+            return err;
+        if (line[0])
+            return -EPROTO;
+    }
+    for (;;) {
+        int err = read_line(c, line, sizeof(line), deadline);
+        if (err)
+            return err;
+        if (!line[0])
+            return 0;
+        size_t tl = strlen(r->trailers);
+        snprintf(r->trailers + tl, sizeof(r->trailers) - tl, "%s\n", line);
+    }
+}
+
+/* Reads a whole response, 1xx heads first. head_req: no body follows. */
+static int read_response(cli *c, resp *r, bool head_req, int64_t deadline)
+{
+    memset(r, 0, sizeof(*r));
+    for (;;) {
+        int interim = r->interim;
+        int err = read_one_head(c, r, deadline);
+        if (err)
+            return err;
+        r->interim = interim;
+        if (r->status >= 200)
+            break;
+        r->interim++;
+    }
+    char v[64];
+    r->close = resp_field(r, "Connection", v, sizeof(v)) && strcasecmp(v, "close") == 0;
+    if (resp_field(r, "Content-Length", v, sizeof(v))) {
+        r->has_length = true;
+        r->length = strtoll(v, NULL, 10);
+    }
+    r->chunked = resp_field(r, "Transfer-Encoding", v, sizeof(v)) && strcasecmp(v, "chunked") == 0;
+    if (head_req || r->status == 204 || r->status == 304)
+        return 0;
+    if (r->chunked)
+        return read_chunked(c, r, deadline);
+    if (r->has_length)
+        return read_exact(c, r, (size_t)r->length, deadline);
+    r->until_eof = true;
+    for (;;) {
+        if (c->len) {
+            body_put(r, c->buf, c->len);
+            cli_consume(c, c->len);
+        }
+        ssize_t k = cli_fill(c, deadline);
+        if (k == 0)
+            return 0;
+        if (k < 0)
+            return (int)k;
+    }
+}
+
+/* One request on c, its response into r. */
+static int roundtrip(cli *c, const char *req, resp *r)
+{
+    int err = cli_send_str(c, req);
+    if (err)
+        return err;
+    return read_response(c, r, strncmp(req, "HEAD ", 5) == 0, dl(5000));
+}
+
+/* ---- handler helpers ---- */
+
+static bool path_is(const coil_http_request *req, const char *p)
+{
+    size_t n = strlen(p);
+    return req->path_len == n && memcmp(req->path, p, n) == 0;
+}
+
+static int respond_text(coil_http_request *req, int status, const char *text)
+{
+    return coil_http_respond(req, status, NULL, 0, text, strlen(text));
+}
+
+/* Waits (sleeping 1 ms at a time) until *flag is set; false after 5 s. */
+static bool wait_flag(const volatile int *flag)
+{
+    int64_t until = coil_now(&loop) + 5000 * MS;
+    while (!*flag) {
+        if (coil_now(&loop) > until)
+            return false;
+        coil_sleep(1 * MS);
+    }
+    return true;
+}
+
+/* ====================================================================== */
+/* 1. Raw-byte table                                                       */
+/* ====================================================================== */
+
+static struct {
+    int runs;       /* handler calls, /ping excluded */
+    int smuggled;   /* calls for /smuggled: must stay 0 */
+    ssize_t read_result;
+} tb;
+
+static int table_handler(coil_http_request *req, void *data)
+{
+    (void)data;
+    if (path_is(req, "/ping"))
+        return respond_text(req, 200, "/ping");
+    tb.runs++;
+    if (path_is(req, "/smuggled"))
+        tb.smuggled++;
+    if (path_is(req, "/echo")) {
+        char *body = NULL;
+        ssize_t n = coil_http_body_read_all(req, &body, 0);
+        tb.read_result = n;
+        if (n < 0)
+            return (int)n;
+        int r = coil_http_respond(req, 200, NULL, 0, body, (size_t)n);
+        free(body);
+        return r;
+    }
+    /* Anything else is answered with its target, body left unread. */
+    return coil_http_respond(req, 200, NULL, 0, req->target, req->target_len);
+}
+
+typedef struct table_case {
+    const char *name;
+    const char *in;
+    int status;               /* of every response; 0: no response at all */
+    int nresp;
+    const char *bodies[2];    /* expected bodies, NULL: not checked */
+    bool close;               /* the server must close after answering */
+    int runs;                 /* handler calls expected */
+    bool shut;                /* the client ends its side after sending */
+} table_case;
+
+#define HOST "Host: a\r\n"
+#define SMUG "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+_Static_assert(sizeof(SMUG) - 1 == 35, "SMUG's length is written into the cases below");
+#define X10 "xxxxxxxxxx"
+#define X40 X10 X10 X10 X10
+#define PING "GET /ping HTTP/1.1\r\nHost: a\r\n\r\n"
+
+/* Server limits for the table: request line 64, 8 fields, body 64. */
+static const table_case cases[] = {
+    { "valid GET", "GET / HTTP/1.1\r\n" HOST "\r\n", 200, 1, { "/" }, false, 1, false },
+    { "POST with Content-Length", "POST /echo HTTP/1.1\r\n" HOST "Content-Length: 5\r\n\r\nhello",
+      200, 1, { "hello" }, false, 1, false },
+    { "chunked body",
+      "POST /echo HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+      200, 1, { "hello world" }, false, 1, false },
+    { "chunked body with trailer",
+      "POST /echo HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n",
+      200, 1, { "abc" }, false, 1, false },
+    { "pipelined", "GET /?1 HTTP/1.1\r\n" HOST "\r\nGET /?2 HTTP/1.1\r\n" HOST "\r\n", 200, 2,
+      { "/?1", "/?2" }, false, 2, false },
+    { "pipelined after a body",
+      "POST /echo HTTP/1.1\r\n" HOST "Content-Length: 3\r\n\r\nabcGET /?2 HTTP/1.1\r\n" HOST "\r\n",
+      200, 2, { "abc", "/?2" }, false, 2, false },
+    { "missing Host", "GET / HTTP/1.1\r\n\r\n", 400, 1, { NULL }, true, 0, false },
+    { "two Host fields", "GET / HTTP/1.1\r\n" HOST HOST "\r\n", 400, 1, { NULL }, true, 0, false },
+    { "Content-Length with Transfer-Encoding",
+      "POST /echo HTTP/1.1\r\n" HOST "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\n",
+      400, 1, { NULL }, true, 0, false },
+    { "obs-fold", "GET / HTTP/1.1\r\n" HOST "X-Long: a\r\n b\r\n\r\n", 400, 1, { NULL }, true, 0,
+      false },
+    { "bad version", "GET / HTTP/1.2\r\n" HOST "\r\n", 505, 1, { NULL }, true, 0, false },
+    { "request line too long", "GET /" X40 X40 " HTTP/1.1\r\n" HOST "\r\n", 414, 1, { NULL }, true,
+      0, false },
+    { "too many header fields",
+      "GET / HTTP/1.1\r\n" HOST "A: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\nG: 1\r\nH: 1\r\n"
+      "I: 1\r\nJ: 1\r\n\r\n",
+      431, 1, { NULL }, true, 0, false },
+    { "declared body over the limit",
+      "POST /echo HTTP/1.1\r\n" HOST "Content-Length: 1000\r\n\r\n" X10, 413, 1, { NULL }, true, 0,
+      false },
+    { "chunked body over the limit while read",
+      "POST /echo HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n"
+      "28\r\n" X40 "\r\n28\r\n" X40 "\r\n0\r\n\r\n",
+      413, 1, { NULL }, true, 1, false },
+    { "incomplete head, then the client ends", "GET / HTTP/1.1\r\n" HOST, 0, 0, { NULL }, true, 0,
+      true },
+    /* Smuggling: a request hidden where a rejected message's body was must
+     * never run. */
+    { "smuggled behind Content-Length + Transfer-Encoding",
+      "POST /echo HTTP/1.1\r\n" HOST "Content-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\n" SMUG,
+      400, 1, { NULL }, true, 0, false },
+    { "smuggled behind two Content-Lengths",
+      "POST /echo HTTP/1.1\r\n" HOST "Content-Length: 0\r\nContent-Length: 35\r\n\r\n" SMUG, 400, 1,
+      { NULL }, true, 0, false },
+    { "smuggled in a declared body over the limit",
+      "POST /echo HTTP/1.1\r\n" HOST "Content-Length: 100\r\n\r\n" SMUG, 413, 1, { NULL }, true, 0,
+      false },
+    { "smuggled after a chunked body over the limit",
+      "POST /echo HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n"
+      "50\r\n" X40 X40 "\r\n0\r\n\r\n" SMUG,
+      413, 1, { NULL }, true, 1, false },
+    { "smuggled after a bad chunk size",
+      "POST /echo HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\nzz\r\n" SMUG, 400, 1,
+      { NULL }, true, 1, false },
+    { "smuggled after an obs-fold",
+      "GET / HTTP/1.1\r\n" HOST "X-Long: a\r\n b\r\n\r\n" SMUG, 400, 1, { NULL }, true, 0, false },
+    /* A body the handler leaves unread is skipped, never parsed as a
+     * request; the connection stays usable. */
+    { "request inside an unread body",
+      "POST /ignore HTTP/1.1\r\n" HOST "Content-Length: 35\r\n\r\n" SMUG, 200, 1, { "/ignore" },
+      false, 1, false },
+};
+
+static resp table_resp;
+
+static int run_case(const table_case *tc, bool bytewise)
+{
+    cli c = { 0 };
+    resp *r = &table_resp;
+    memset(&tb, 0, sizeof(tb));
+    snprintf(fail_where, sizeof(fail_where), "case \"%s\" (%s)", tc->name,
+             bytewise ? "byte by byte" : "one write");
+    CHECK_EQ(cli_open(&c), 0);
+    int serr = cli_send(&c, tc->in, strlen(tc->in), bytewise);
+    /* A rejecting server may close while the rest still arrives. */
+    if (!tc->close)
+        CHECK_EQ(serr, 0);
+    if (tc->shut)
+        coil_shutdown(&c.s, SHUT_WR);
+    if (!tc->status) {
+        int err = read_response(&c, r, false, dl(5000));
+        CHECK(err == -EPIPE || err == -ECONNRESET);
+    }
+    for (int i = 0; i < tc->nresp; i++) {
+        CHECK_EQ(read_response(&c, r, false, dl(5000)), 0);
+        CHECK_EQ(r->status, tc->status);
+        CHECK_EQ(r->interim, 0);
+        if (tc->bodies[i])
+            CHECK(body_is(r, tc->bodies[i]));
+        if (tc->close && i == tc->nresp - 1)
+            CHECK(r->close); /* the answer says so */
+        if (!tc->close)
+            CHECK(!r->close);
+    }
+    if (tc->close) {
+        CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+    } else {
+        /* Still in step: the next request gets its own answer. */
+        CHECK_EQ(cli_send_str(&c, PING), 0);
+        CHECK_EQ(read_response(&c, r, false, dl(5000)), 0);
+        CHECK_EQ(r->status, 200);
+        CHECK(body_is(r, "/ping"));
+    }
+    CHECK_EQ(tb.runs, tc->runs);
+    CHECK_EQ(tb.smuggled, 0);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static int table_main(void *arg)
+{
+    bool bytewise = *(bool *)arg;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (run_case(&cases[i], bytewise) < 0)
+            return -1;
+    return 0;
+}
+
+static coil_http_fn_service table_svc;
+
+static void run_table(bool bytewise)
+{
+    coil_http_server_config cfg = base_cfg(coil_http_fn_init(&table_svc, table_handler, NULL));
+    cfg.limits.max_request_line = 64;
+    cfg.limits.max_headers = 8;
+    cfg.limits.max_body = 64;
+    server_start(&cfg);
+    run_main(table_main, &bytewise);
+}
+
+static void test_table_one_write(void **state)
+{
+    (void)state;
+    run_table(false);
+}
+
+static void test_table_byte_by_byte(void **state)
+{
+    (void)state;
+    run_table(true);
+}
+
+/* ====================================================================== */
+/* 2. Timeouts                                                             */
+/* ====================================================================== */
+
+static struct {
+    int runs;
+    int done;
+    ssize_t read_result;
+    ssize_t write_result[2];
+    uint64_t written;
+} tm;
+
+static int timeout_handler(coil_http_request *req, void *data)
+{
+    (void)data;
+    tm.runs++;
+    if (path_is(req, "/read")) {
+        /* Reads without answering: the server answers a failed read. */
+        for (;;) {
+            coil_buf b;
+            ssize_t n = coil_http_body_read(req, &b);
+            coil_buf_release(&b);
+            if (n <= 0) {
+                tm.read_result = n;
+                tm.done = 1;
+                return (int)n;
+            }
+        }
+    }
+    if (path_is(req, "/flood") || path_is(req, "/big")) {
+        /* A small kernel send buffer: the client's pace shows at once. */
+        int small = 16 * 1024;
+        setsockopt(req->x->conn->sock.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    }
+    if (path_is(req, "/flood")) {
+        static char chunk[64 * 1024];
+        int err = coil_http_response_begin(req, 200, NULL, 0, -1);
+        ssize_t n = err;
+        while (!err && tm.written < (256u << 20)) {
+            n = coil_http_response_write(req, chunk, sizeof(chunk));
+            if (n < 0)
+                break;
+            tm.written += (uint64_t)n;
+        }
+        tm.write_result[0] = n;
+        tm.done = 1;
+        return n < 0 ? (int)n : 0;
+    }
+    if (path_is(req, "/big")) {
+        /* Two writes, each far larger than what the kernel buffers hold:
+         * each lasts much longer than the send timeout while the client
+         * keeps reading. */
+        static char half[1024 * 1024];
+        memset(half, 'b', sizeof(half));
+        int err = coil_http_response_begin(req, 200, NULL, 0, 2 * (int64_t)sizeof(half));
+        if (!err) {
+            tm.write_result[0] = coil_http_response_write(req, half, sizeof(half));
+            tm.write_result[1] = coil_http_response_write(req, half, sizeof(half));
+        }
+        tm.done = 1;
+        return err;
+    }
+    return respond_text(req, 200, "ok");
+}
+
+static coil_http_fn_service timeout_svc;
+
+static coil_http_server_config timeout_cfg(void)
+{
+    memset(&tm, 0, sizeof(tm));
+    return base_cfg(coil_http_fn_init(&timeout_svc, timeout_handler, NULL));
+}
+
+/* Slowloris: the head has a total budget, not a per-byte one. */
+static int slowloris_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 }, d = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    int64_t t0 = coil_now(&loop);
+    CHECK_EQ(cli_send_str(&c, "GET / HTTP/1.1\r\n"), 0);
+    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(r->status, 408);
+    CHECK(r->close);
+    CHECK(coil_now(&loop) - t0 >= 50 * MS);
+    CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+    /* One byte of a field every 10 ms: progress, but the head never ends. */
+    CHECK_EQ(cli_open(&d), 0);
+    t0 = coil_now(&loop);
+    CHECK_EQ(cli_send_str(&d, "GET / HTTP/1.1\r\nX-Slow: "), 0);
+    int err = 0;
+    for (int i = 0; i < 100 && !err; i++) {
+        coil_sleep(10 * MS);
+        err = cli_send_str(&d, "a");
+        /* The client's socket has no receive armed (coil_recv is
+         * single-shot), so a peek at the kernel's queue tells whether the
+         * answer came. */
+        char peek;
+        if (recv(d.s.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
+            break;
+    }
+    CHECK_EQ(read_response(&d, r, false, dl(3000)), 0);
+    CHECK_EQ(r->status, 408);
+    int64_t took = coil_now(&loop) - t0;
+    CHECK(took >= 50 * MS && took < 500 * MS);
+    CHECK_EQ(cli_closed(&d, 2000 * MS), 1);
+    CHECK_EQ(tm.runs, 0);
+out:
+    cli_close(&c);
+    cli_close(&d);
+    return fail_line ? -1 : 0;
+}
+
+static void test_header_timeout(void **state)
+{
+    (void)state;
+    coil_http_server_config cfg = timeout_cfg();
+    cfg.timeouts.header_ns = 60 * MS;
+    server_start(&cfg);
+    run_main(slowloris_main, NULL);
+}
+
+static int keepalive_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(roundtrip(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    /* A request within the idle period is served... */
+    coil_sleep(20 * MS);
+    CHECK_EQ(roundtrip(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(!r->close);
+    /* ...then silence: the server closes without a word. */
+    int64_t t0 = coil_now(&loop);
+    CHECK_EQ(cli_closed(&c, 3000 * MS), 1);
+    int64_t took = coil_now(&loop) - t0;
+    CHECK(took >= 50 * MS && took < 1000 * MS);
+    CHECK_EQ(tm.runs, 2);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_keepalive_timeout(void **state)
+{
+    (void)state;
+    coil_http_server_config cfg = timeout_cfg();
+    cfg.timeouts.keepalive_ns = 60 * MS;
+    server_start(&cfg);
+    run_main(keepalive_main, NULL);
+}
+
+static int body_idle_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(cli_send_str(&c, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+                              "0123456789"),
+             0);
+    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(r->status, 408);
+    CHECK(r->close);
+    CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+    CHECK(tm.done);
+    CHECK_EQ(tm.read_result, -ETIMEDOUT);
+    coil_http_server_stats st;
+    coil_http_server_stats_get(srv, &st);
+    CHECK(st.timeouts >= 1);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_body_idle_timeout(void **state)
+{
+    (void)state;
+    coil_http_server_config cfg = timeout_cfg();
+    cfg.timeouts.body_idle_ns = 50 * MS;
+    server_start(&cfg);
+    run_main(body_idle_main, NULL);
+}
+
+static int send_stalled_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    CHECK_EQ(cli_open(&c), 0);
+    int small = 16 * 1024;
+    setsockopt(c.s.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    CHECK_EQ(cli_send_str(&c, "GET /flood HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    /* Never reads. */
+    CHECK(wait_flag(&tm.done));
+    CHECK_EQ(tm.write_result[0], -ETIMEDOUT);
+    CHECK(tm.written < (256u << 20));
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_send_timeout_stalled_client(void **state)
+{
+    (void)state;
+    coil_http_server_config cfg = timeout_cfg();
+    cfg.timeouts.send_idle_ns = 50 * MS;
+    server_start(&cfg);
+    run_main(send_stalled_main, NULL);
+}
+
+static int send_slow_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    CHECK_EQ(cli_open(&c), 0);
+    /* A fixed receive buffer: the server sees progress only when the
+     * kernel reopens the window, which it does after the reader drained a
+     * good part of the buffer; autotuned, that part could take longer than
+     * the send timeout at this pace. (Much smaller and loopback's 64 KiB
+     * MSS leaves the window shut until the persist timer fires.) */
+    int rcvbuf = 32 * 1024;
+    setsockopt(c.s.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    CHECK_EQ(cli_send_str(&c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    int64_t t0 = coil_now(&loop);
+    /* 4 KiB every 2 ms, about 2 MB/s: slow, but never idle for long (the
+     * longest the server waits for room is about 50 ms here). */
+    size_t total = 0, head = 0;
+    const size_t want = 2 * 1024 * 1024;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = coil_recv(&c.s, buf, sizeof(buf), dl(2000));
+        if (n <= 0) {
+            note_fail(__LINE__, "cut off after %zu body bytes: recv %zd, server writes %zd, %zd",
+                      total, n, tm.write_result[0], tm.write_result[1]);
+            goto out;
+        }
+        if (!head) {
+            /* The head is the first thing; it fits in the first read. */
+            char *e = memmem(buf, (size_t)n, "\r\n\r\n", 4);
+            CHECK(e);
+            CHECK(strncmp(buf, "HTTP/1.1 200 ", 13) == 0);
+            head = (size_t)(e - buf) + 4;
+            total = (size_t)n - head;
+        } else {
+            total += (size_t)n;
+        }
+        if (total >= want)
+            break;
+        coil_sleep(2 * MS);
+    }
+    CHECK_EQ(total, want);
+    /* The transfer lasted several send timeouts: the test means something. */
+    CHECK(coil_now(&loop) - t0 > 3 * 200 * MS);
+    CHECK(wait_flag(&tm.done));
+    CHECK_EQ(tm.write_result[0], 1024 * 1024);
+    CHECK_EQ(tm.write_result[1], 1024 * 1024);
+    CHECK_EQ(cli_closed(&c, 20 * MS), 0); /* kept alive */
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_send_timeout_spares_slow_reader(void **state)
+{
+    (void)state;
+    coil_http_server_config cfg = timeout_cfg();
+    cfg.timeouts.send_idle_ns = 200 * MS;
+    server_start(&cfg);
+    run_main(send_slow_main, NULL);
+}
+
+/* ====================================================================== */
+/* 3. Middleware                                                           */
+/* ====================================================================== */
+
+static struct {
+    volatile int holding;     /* a /hold handler is inside */
+    int calls;
+    int sleep_result;
+} mw;
+
+static int mw_handler(coil_http_request *req, void *data)
+{
+    (void)data;
+    mw.calls++;
+    if (path_is(req, "/hold")) {
+        mw.holding++;
+        mw.sleep_result = coil_sleep(100 * MS);
+        mw.holding--;
+        return respond_text(req, 200, "held");
+    }
+    if (path_is(req, "/sleep")) {
+        mw.sleep_result = coil_sleep(300 * MS);
+        if (mw.sleep_result < 0)
+            return mw.sleep_result;
+        return respond_text(req, 200, "slept");
+    }
+    return respond_text(req, 200, "ok");
+}
+
+static coil_http_fn_service mw_fn;
+
+static coil_http_service *mw_inner(void)
+{
+    memset((void *)&mw, 0, sizeof(mw));
+    return coil_http_fn_init(&mw_fn, mw_handler, NULL);
+}
+
+static int timeout_mw_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    int64_t t0 = coil_now(&loop);
+    CHECK_EQ(roundtrip(&c, "GET /sleep HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 503);
+    int64_t took = coil_now(&loop) - t0;
+    CHECK(took >= 25 * MS && took < 250 * MS);
+    CHECK(mw.sleep_result < 0);
+    /* A fast request under the same budget is untouched. */
+    cli_close(&c);
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(roundtrip(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(body_is(r, "ok"));
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_timeout_middleware(void **state)
+{
+    (void)state;
+    static coil_http_timeout to;
+    coil_http_server_config cfg = base_cfg(coil_http_timeout_init(&to, mw_inner(), 30 * MS));
+    server_start(&cfg);
+    run_main(timeout_mw_main, NULL);
+}
+
+/* A client task: one request, its response and when it arrived. */
+typedef struct bg_req {
+    const char *req;
+    resp r;
+    int err;
+    int64_t done_at;
+} bg_req;
+
+static int bg_client(void *arg)
+{
+    bg_req *b = arg;
+    cli c = { 0 };
+    b->err = cli_open(&c);
+    if (!b->err)
+        b->err = roundtrip(&c, b->req, &b->r);
+    b->done_at = coil_now(&loop);
+    cli_close(&c);
+    return 0;
+}
+
+static bg_req bg_a, bg_b;
+
+/* A holds the only slot; B arrives while it does. */
+static int two_requests(void)
+{
+    bg_a = (bg_req){ .req = "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n" };
+    bg_b = (bg_req){ .req = "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n" };
+    coil_task *ta = NULL;
+    if (coil_spawn(&loop, bg_client, &bg_a, &ta) < 0)
+        return -1;
+    bool held = wait_flag(&mw.holding);
+    int64_t t0 = coil_now(&loop);
+    bg_client(&bg_b);
+    coil_join(ta, NULL);
+    if (!held)
+        return -1;
+    /* B's wait, measured from when A held the slot. */
+    bg_b.done_at -= t0;
+    bg_a.done_at -= t0;
+    return 0;
+}
+
+static int concurrency_short_main(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(two_requests(), 0);
+    CHECK_EQ(bg_a.err, 0);
+    CHECK_EQ(bg_a.r.status, 200);
+    CHECK_EQ(bg_b.err, 0);
+    CHECK_EQ(bg_b.r.status, 503);
+    CHECK(resp_field(&bg_b.r, "Retry-After", NULL, 0));
+    CHECK(bg_b.done_at >= 15 * MS);       /* it did wait wait_ns */
+    CHECK(bg_b.done_at < bg_a.done_at);   /* and no longer */
+    CHECK_EQ(mw.calls, 1);
+out:
+    return fail_line ? -1 : 0;
+}
+
+static void test_concurrency_limit_refuses(void **state)
+{
+    (void)state;
+    static coil_http_concurrency cl;
+    coil_http_server_config cfg =
+        base_cfg(coil_http_concurrency_init(&cl, mw_inner(), 1, 20 * MS));
+    server_start(&cfg);
+    run_main(concurrency_short_main, NULL);
+}
+
+static int concurrency_long_main(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(two_requests(), 0);
+    CHECK_EQ(bg_a.err, 0);
+    CHECK_EQ(bg_a.r.status, 200);
+    CHECK_EQ(bg_b.err, 0);
+    CHECK_EQ(bg_b.r.status, 200);
+    /* B ran after A, never beside it. */
+    CHECK(bg_b.done_at >= bg_a.done_at);
+    CHECK(bg_b.done_at >= 150 * MS);
+    CHECK_EQ(mw.calls, 2);
+out:
+    return fail_line ? -1 : 0;
+}
+
+static void test_concurrency_limit_queues(void **state)
+{
+    (void)state;
+    static coil_http_concurrency cl;
+    coil_http_server_config cfg =
+        base_cfg(coil_http_concurrency_init(&cl, mw_inner(), 1, 1000 * MS));
+    server_start(&cfg);
+    run_main(concurrency_long_main, NULL);
+}
+
+static coil_http_shed shed;
+
+static int shed_main(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(two_requests(), 0);
+    CHECK_EQ(bg_a.err, 0);
+    CHECK_EQ(bg_a.r.status, 200);
+    CHECK_EQ(bg_b.err, 0);
+    CHECK_EQ(bg_b.r.status, 503);
+    CHECK(resp_field(&bg_b.r, "Retry-After", NULL, 0));
+    CHECK(bg_b.done_at < 50 * MS); /* at once, not queued */
+    CHECK_EQ(shed.shed, 1);
+    CHECK_EQ(shed.running, 0);
+    CHECK_EQ(mw.calls, 1);
+out:
+    return fail_line ? -1 : 0;
+}
+
+static void test_load_shedding(void **state)
+{
+    (void)state;
+    coil_http_server_config cfg = base_cfg(coil_http_shed_init(&shed, mw_inner(), 1));
+    server_start(&cfg);
+    run_main(shed_main, NULL);
+}
+
+static coil_http_access_log alog;
+static int log_pipe[2];
+static char log_text[4096];
+
+static int log_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(roundtrip(&c, "GET /logged?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK_EQ(roundtrip(&c, "POST /missing HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", r),
+             0);
+    CHECK_EQ(r->status, 404);
+    /* Writes what is buffered now instead of after the batch period. */
+    coil_http_access_log_exit(&alog);
+    ssize_t n = read(log_pipe[0], log_text, sizeof(log_text) - 1);
+    CHECK(n > 0);
+    log_text[n] = '\0';
+    int lines = 0;
+    for (char *p = log_text; (p = strchr(p, '\n')); p++)
+        lines++;
+    CHECK_EQ(lines, 2);
+    char *first = strstr(log_text, "\"GET /logged?x=1\" 200 ");
+    char *second = strstr(log_text, "\"POST /missing\" 404 ");
+    CHECK(first && second && first < second);
+    CHECK(strstr(log_text, "127.0.0.1"));
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_access_log(void **state)
+{
+    (void)state;
+    assert_int_equal(pipe2(log_pipe, O_CLOEXEC | O_NONBLOCK), 0);
+    static coil_http_route routes[1];
+    static coil_http_router router;
+    routes[0] = (coil_http_route){ .method = "GET", .path = "/logged", .service = mw_inner() };
+    coil_http_router_init(&router, routes, 1);
+    coil_http_server_config cfg =
+        base_cfg(coil_http_access_log_init(&alog, &router.svc, &loop, log_pipe[1]));
+    server_start(&cfg);
+    run_main(log_main, NULL);
+    close(log_pipe[0]);
+    close(log_pipe[1]);
+}
+
+/* A user-written middleware: a struct that begins with coil_http_service,
+ * wrapping the router. It answers 401 itself (with its header) when the key
+ * is missing, and otherwise hands its header to the handlers behind it
+ * through req->data. */
+typedef struct tag_layer {
+    coil_http_service svc;
+    coil_http_field tag;
+    unsigned calls, passed;
+} tag_layer;
+
+static int tag_call(coil_http_service *self, coil_http_request *req)
+{
+    tag_layer *t = (tag_layer *)self;
+    t->calls++;
+    if (!coil_http_field_find(req, "X-Key")) {
+        coil_http_field f[2] = { t->tag, COIL_HTTP_FIELD("WWW-Authenticate", "Key") };
+        return coil_http_respond(req, 401, f, 2, "key?\n", 5);
+    }
+    t->passed++;
+    req->data = &t->tag;
+    return coil_http_call(self->inner, req);
+}
+
+static int tagged_handler(coil_http_request *req, void *data)
+{
+    const coil_http_field *extra = req->data;
+    return coil_http_respond(req, 200, extra, extra ? 1 : 0, data, strlen(data));
+}
+
+static tag_layer tag;
+
+static int user_mw_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    char v[64];
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(roundtrip(&c, "GET /t HTTP/1.1\r\nHost: a\r\nX-Key: k\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(body_is(r, "routed"));
+    CHECK(resp_field(r, "X-Tag", v, sizeof(v)) && strcmp(v, "layer") == 0);
+    CHECK_EQ(roundtrip(&c, "GET /t HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 401);
+    CHECK(resp_field(r, "X-Tag", v, sizeof(v)) && strcmp(v, "layer") == 0);
+    CHECK(resp_field(r, "WWW-Authenticate", NULL, 0));
+    /* The router behind the layer still answers what it does not know. */
+    CHECK_EQ(roundtrip(&c, "GET /nowhere HTTP/1.1\r\nHost: a\r\nX-Key: k\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 404);
+    CHECK_EQ(tag.calls, 3);
+    CHECK_EQ(tag.passed, 2);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_user_middleware(void **state)
+{
+    (void)state;
+    static coil_http_fn_service h;
+    static coil_http_route routes[1];
+    static coil_http_router router;
+    routes[0] = (coil_http_route){ .method = "GET",
+                                   .path = "/t",
+                                   .service = coil_http_fn_init(&h, tagged_handler, "routed") };
+    coil_http_router_init(&router, routes, 1);
+    tag = (tag_layer){ .svc = { .call = tag_call, .inner = &router.svc },
+                       .tag = COIL_HTTP_FIELD("X-Tag", "layer") };
+    coil_http_server_config cfg = base_cfg(&tag.svc);
+    server_start(&cfg);
+    run_main(user_mw_main, NULL);
+}
+
+/* ====================================================================== */
+/* 4. Router                                                               */
+/* ====================================================================== */
+
+static int named_handler(coil_http_request *req, void *data)
+{
+    if (path_is(req, "/upload")) {
+        char *body = NULL;
+        ssize_t n = coil_http_body_read_all(req, &body, 0);
+        if (n < 0)
+            return (int)n;
+        free(body);
+    }
+    return respond_text(req, 200, data);
+}
+
+static int router_main(void *arg)
+{
+    (void)arg;
+    static const struct {
+        const char *req;
+        int status;
+        const char *body;
+    } rt[] = {
+        { "GET /a HTTP/1.1\r\nHost: a\r\n\r\n", 200, "exact /a" },
+        { "GET /ab HTTP/1.1\r\nHost: a\r\n\r\n", 200, "prefix /a" },
+        { "GET /a/x HTTP/1.1\r\nHost: a\r\n\r\n", 200, "prefix /a" },
+        { "GET /a/b/c HTTP/1.1\r\nHost: a\r\n\r\n", 200, "prefix /a/b/" },
+        { "GET /a/b HTTP/1.1\r\nHost: a\r\n\r\n", 200, "prefix /a" },
+        { "DELETE /a HTTP/1.1\r\nHost: a\r\n\r\n", 200, "prefix /a" }, /* any method */
+        { "GET /zzz HTTP/1.1\r\nHost: a\r\n\r\n", 404, NULL },
+        { "GET /p HTTP/1.1\r\nHost: a\r\n\r\n", 405, NULL },
+        { "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 200, "post /p" },
+        { "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789", 200,
+          "upload" },
+    };
+    cli c = { 0 };
+    resp *r = &table_resp;
+    char v[128];
+    for (size_t i = 0; i < sizeof(rt) / sizeof(rt[0]); i++) {
+        snprintf(fail_where, sizeof(fail_where), "request %zu", i);
+        if (!c.open)
+            CHECK_EQ(cli_open(&c), 0);
+        CHECK_EQ(roundtrip(&c, rt[i].req, r), 0);
+        CHECK_EQ(r->status, rt[i].status);
+        if (rt[i].body)
+            CHECK(body_is(r, rt[i].body));
+    }
+    fail_where[0] = '\0';
+    /* 405 names the methods that would do. */
+    CHECK_EQ(roundtrip(&c, "GET /p HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 405);
+    CHECK(resp_field(r, "Allow", v, sizeof(v)));
+    CHECK(strstr(v, "POST") && strstr(v, "PUT") && !strstr(v, "GET"));
+    /* A GET route answers HEAD: the length, no body. */
+    CHECK_EQ(roundtrip(&c, "HEAD /a HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(r->has_length && r->length == 8);
+    CHECK_EQ(roundtrip(&c, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n", r), 0); /* nothing stray before */
+    CHECK(body_is(r, "exact /a"));
+    /* The route's own body limit (16) is below the server's. */
+    CHECK_EQ(roundtrip(&c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 32\r\n\r\n"
+                           "0123456789abcdef0123456789abcdef", r), 0);
+    CHECK_EQ(r->status, 413);
+    CHECK(r->close);
+    CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_router(void **state)
+{
+    (void)state;
+    static coil_http_fn_service s_exact, s_pa, s_pab, s_post, s_put, s_up;
+    static coil_http_route routes[6];
+    static coil_http_router router;
+#define ROUTE(m, p, pre, svc, text, max)                                                           \
+    (coil_http_route){ (m), (p), (pre), coil_http_fn_init(&(svc), named_handler, (text)), (max) }
+    routes[0] = ROUTE("GET", "/a", false, s_exact, "exact /a", 0);
+    routes[1] = ROUTE(NULL, "/a", true, s_pa, "prefix /a", 0);
+    routes[2] = ROUTE(NULL, "/a/b/", true, s_pab, "prefix /a/b/", 0);
+    routes[3] = ROUTE("POST", "/p", false, s_post, "post /p", 0);
+    routes[4] = ROUTE("PUT", "/p", false, s_put, "put /p", 0);
+    routes[5] = ROUTE("POST", "/upload", false, s_up, "upload", 16);
+#undef ROUTE
+    coil_http_router_init(&router, routes, 6);
+    coil_http_server_config cfg = base_cfg(&router.svc);
+    server_start(&cfg);
+    run_main(router_main, NULL);
+}
+
+/* ====================================================================== */
+/* 5. Responses                                                            */
+/* ====================================================================== */
+
+static struct {
+    int reads;        /* /read-body handler: body reads attempted */
+    int end_result;
+} rs;
+
+static int resp_handler(coil_http_request *req, void *data)
+{
+    (void)data;
+    if (path_is(req, "/text"))
+        return respond_text(req, 200, "hello");
+    if (path_is(req, "/204"))
+        return respond_text(req, 204, "must not be sent");
+    if (path_is(req, "/304")) {
+        coil_http_field etag = COIL_HTTP_FIELD("ETag", "\"v1\"");
+        return coil_http_respond(req, 304, &etag, 1, "must not be sent", 16);
+    }
+    if (path_is(req, "/chunked")) {
+        int err = coil_http_response_begin(req, 200, NULL, 0, -1);
+        if (!err && coil_http_response_write(req, "hello, ", 7) != 7)
+            err = -EIO;
+        if (!err && coil_http_response_write(req, "world", 5) != 5)
+            err = -EIO;
+        coil_http_field tr[2] = { COIL_HTTP_FIELD("X-Sum", "42"), COIL_HTTP_FIELD("X-Parts", "2") };
+        if (!err)
+            err = coil_http_response_end(req, tr, 2);
+        return err;
+    }
+    if (path_is(req, "/short")) {
+        int err = coil_http_response_begin(req, 200, NULL, 0, 10);
+        if (!err && coil_http_response_write(req, "12345", 5) != 5)
+            err = -EIO;
+        rs.end_result = coil_http_response_end(req, NULL, 0);
+        return err;
+    }
+    if (path_is(req, "/stream")) {
+        int err = coil_http_response_begin(req, 200, NULL, 0, -1);
+        if (!err && coil_http_response_write(req, "abc", 3) != 3)
+            err = -EIO;
+        if (!err && coil_http_response_write(req, "def", 3) != 3)
+            err = -EIO;
+        return err;
+    }
+    if (path_is(req, "/read-body")) {
+        rs.reads++;
+        char *body = NULL;
+        ssize_t n = coil_http_body_read_all(req, &body, 0);
+        if (n < 0)
+            return (int)n;
+        int r = coil_http_respond(req, 200, NULL, 0, body, (size_t)n);
+        free(body);
+        return r;
+    }
+    if (path_is(req, "/refuse"))
+        return respond_text(req, 413, "too big\n");
+    return respond_text(req, 404, "no\n");
+}
+
+static coil_http_fn_service resp_svc;
+
+static void resp_server(void)
+{
+    memset(&rs, 0, sizeof(rs));
+    coil_http_server_config cfg = base_cfg(coil_http_fn_init(&resp_svc, resp_handler, NULL));
+    server_start(&cfg);
+}
+
+static int head_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(roundtrip(&c, "HEAD /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(r->has_length && r->length == 5);
+    CHECK(!r->chunked);
+    /* Had body bytes followed, this response would not parse. */
+    CHECK_EQ(roundtrip(&c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(body_is(r, "hello"));
+    CHECK_EQ(cli_closed(&c, 20 * MS), 0);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_head_response(void **state)
+{
+    (void)state;
+    resp_server();
+    run_main(head_main, NULL);
+}
+
+static int no_body_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    static const char *const reqs[] = { "GET /204 HTTP/1.1\r\nHost: a\r\n\r\n",
+                                        "GET /304 HTTP/1.1\r\nHost: a\r\n\r\n" };
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(roundtrip(&c, reqs[i], r), 0);
+        CHECK_EQ(r->status, i ? 304 : 204);
+        CHECK(!r->has_length);
+        CHECK(!resp_field(r, "Transfer-Encoding", NULL, 0));
+        if (i)
+            CHECK(resp_field(r, "ETag", NULL, 0));
+        /* Nothing follows the head but the next answer. */
+        CHECK_EQ(roundtrip(&c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+        CHECK(body_is(r, "hello"));
+    }
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_204_304_no_body(void **state)
+{
+    (void)state;
+    resp_server();
+    run_main(no_body_main, NULL);
+}
+
+static int chunked_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(roundtrip(&c, "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(r->chunked);
+    CHECK(!r->has_length);
+    CHECK(body_is(r, "hello, world"));
+    CHECK(strstr(r->trailers, "X-Sum: 42\n") && strstr(r->trailers, "X-Parts: 2\n"));
+    CHECK_EQ(roundtrip(&c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK(body_is(r, "hello"));
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_chunked_response_trailers(void **state)
+{
+    (void)state;
+    resp_server();
+    run_main(chunked_main, NULL);
+}
+
+static int short_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    /* Announced 10, sent 5: the only honest signal left is the close. */
+    CHECK_EQ(roundtrip(&c, "GET /short HTTP/1.1\r\nHost: a\r\n\r\n", r), -EPIPE);
+    CHECK_EQ(r->status, 200);
+    CHECK(r->has_length && r->length == 10);
+    CHECK_EQ(r->body_len, 5);
+    CHECK_EQ(rs.end_result, -EPROTO);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_short_response_closes(void **state)
+{
+    (void)state;
+    resp_server();
+    run_main(short_main, NULL);
+}
+
+static int http10_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(roundtrip(&c, "GET /stream HTTP/1.0\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(!r->has_length && !r->chunked);
+    CHECK(r->until_eof);
+    CHECK(r->close);
+    CHECK(body_is(r, "abcdef"));
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_http10_close_delimited(void **state)
+{
+    (void)state;
+    resp_server();
+    run_main(http10_main, NULL);
+}
+
+static int continue_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(cli_send_str(&c, "POST /read-body HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                              "Expect: 100-continue\r\n\r\n"), 0);
+    /* The body is held back until the server asks for it. */
+    memset(r, 0, sizeof(*r));
+    CHECK_EQ(read_one_head(&c, r, dl(3000)), 0);
+    CHECK_EQ(r->status, 100);
+    CHECK_EQ(cli_send_str(&c, "hello"), 0);
+    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK_EQ(r->interim, 0);
+    CHECK(body_is(r, "hello"));
+    CHECK_EQ(rs.reads, 1);
+    /* The connection is still in step. */
+    CHECK_EQ(roundtrip(&c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK(body_is(r, "hello"));
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_expect_continue_on_read(void **state)
+{
+    (void)state;
+    resp_server();
+    run_main(continue_main, NULL);
+}
+
+static int refuse_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(cli_send_str(&c, "POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n"
+                              "Expect: 100-continue\r\n\r\n"), 0);
+    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(r->interim, 0); /* no 100 Continue before the refusal */
+    CHECK_EQ(r->status, 413);
+    /* The body never comes, so the connection cannot go on: the answer says
+     * so and the server closes. */
+    CHECK(r->close);
+    CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_expect_continue_not_on_refusal(void **state)
+{
+    (void)state;
+    resp_server();
+    run_main(refuse_main, NULL);
+}
+
+/* ====================================================================== */
+/* 6. Graceful stop                                                        */
+/* ====================================================================== */
+
+static struct {
+    volatile int in_flight;
+    int sleep_result;
+} gs;
+
+static int stop_handler(coil_http_request *req, void *data)
+{
+    (void)data;
+    if (path_is(req, "/slow")) {
+        gs.in_flight = 1;
+        gs.sleep_result = coil_sleep(50 * MS);
+        return respond_text(req, 200, "slow done");
+    }
+    return respond_text(req, 200, "fast");
+}
+
+typedef struct stop_client {
+    resp r;
+    int err, closed;
+    int64_t answered_at;
+} stop_client;
+
+static int stop_slow_client(void *arg)
+{
+    stop_client *sc = arg;
+    cli c = { 0 };
+    sc->err = cli_open(&c);
+    if (!sc->err)
+        sc->err = roundtrip(&c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n", &sc->r);
+    sc->answered_at = coil_now(&loop);
+    if (!sc->err)
+        sc->closed = cli_closed(&c, 2000 * MS);
+    cli_close(&c);
+    return 0;
+}
+
+static stop_client slow_client;
+
+static int stop_main(void *arg)
+{
+    (void)arg;
+    cli idle = { 0 }, fresh = { 0 }, late = { 0 };
+    resp *r = &table_resp;
+    coil_task *ta = NULL;
+    memset((void *)&gs, 0, sizeof(gs));
+    memset(&slow_client, 0, sizeof(slow_client));
+    /* An idle keep-alive connection, parked. */
+    CHECK_EQ(cli_open(&idle), 0);
+    CHECK_EQ(roundtrip(&idle, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(r->status, 200);
+    CHECK(!r->close);
+    /* A connection accepted that has not sent a byte yet: idle too. */
+    CHECK_EQ(cli_open(&fresh), 0);
+    /* A request in flight. */
+    CHECK_EQ(coil_spawn(&loop, stop_slow_client, &slow_client, &ta), 0);
+    CHECK(wait_flag(&gs.in_flight));
+    coil_loop_stats st;
+    coil_loop_stats_get(&loop, &st);
+    CHECK_EQ(st.socks_parked, 1);
+    coil_http_server_stats ss;
+    coil_http_server_stats_get(srv, &ss);
+    CHECK_EQ(ss.connections_open, 3);
+    int64_t t0 = coil_now(&loop);
+    coil_http_server_stop(srv);
+    srv = NULL;
+    /* The idle one goes at once, well before the slow answer. */
+    CHECK_EQ(cli_closed(&idle, 2000 * MS), 1);
+    CHECK(coil_now(&loop) - t0 < 30 * MS);
+    CHECK_EQ(cli_closed(&fresh, 2000 * MS), 1);
+    CHECK(coil_now(&loop) - t0 < 30 * MS);
+    CHECK(!slow_client.answered_at);
+    /* Nobody is accepted any more. */
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int err = coil_tcp_connect(&loop, &late.s, (struct sockaddr *)&a, sizeof(a), dl(2000));
+    late.open = err == 0;
+    CHECK_EQ(err, -ECONNREFUSED);
+    /* The request in flight completes, told the connection will close. */
+    coil_join(ta, NULL);
+    ta = NULL;
+    CHECK_EQ(slow_client.err, 0);
+    CHECK_EQ(slow_client.r.status, 200);
+    CHECK(body_is(&slow_client.r, "slow done"));
+    CHECK(slow_client.r.close);
+    CHECK_EQ(slow_client.closed, 1);
+    CHECK_EQ(gs.sleep_result, 0);
+out:
+    if (ta)
+        coil_join(ta, NULL);
+    cli_close(&idle);
+    cli_close(&fresh);
+    cli_close(&late);
+    return fail_line ? -1 : 0;
+}
+
+static void test_graceful_stop(void **state)
+{
+    (void)state;
+    int fds = harness_fd_count();
+    static coil_http_fn_service s;
+    coil_http_server_config cfg = base_cfg(coil_http_fn_init(&s, stop_handler, NULL));
+    server_start(&cfg);
+    fail_line = 0;
+    fail_what[0] = fail_where[0] = '\0';
+    int r = harness_run(&loop, stop_main, NULL);
+    if (srv) { /* the task failed before it stopped the server */
+        coil_http_server_stop(srv);
+        srv = NULL;
+    }
+    /* Nothing left: the server freed itself, and the loop says so by
+     * returning. A watchdog turns a hang into a failure. */
+    alarm(20);
+    assert_int_equal(coil_loop_run(&loop), 0);
+    alarm(0);
+    if (fail_line || r)
+        fail_msg("line %d: %s (task returned %d)", fail_line, fail_what, r);
+    coil_loop_stats st;
+    coil_loop_stats_get(&loop, &st);
+    assert_int_equal(st.tasks_live, 0);
+    assert_int_equal(st.socks_parked, 0);
+    assert_int_equal(harness_fd_count(), fds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_table_one_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_table_byte_by_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_timeout_stalled_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_timeout_spares_slow_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_middleware, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrency_limit_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrency_limit_queues, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_shedding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_access_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_middleware, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_router, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_response, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_204_304_no_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_response_trailers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_response_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http10_close_delimited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expect_continue_on_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expect_continue_not_on_refusal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
+    };
+    return HARNESS_RUN(tests);
+}
