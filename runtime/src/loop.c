@@ -187,11 +187,11 @@ static int64_t wait_budget(struct coil__loop *l, int64_t timeout_ns)
     return (timeout_ns < 0 || until < timeout_ns) ? until : timeout_ns;
 }
 
-int coil_loop_run_once(coil_loop *loop, int64_t timeout_ns)
+/* One turn. Submissions queued after the poll stay queued: inside
+ * coil_loop_run the next turn's poll sends them, one system call for both. */
+static int turn(coil_loop *loop, int64_t timeout_ns)
 {
     struct coil__loop *l = loop->impl;
-    if (l->current)
-        return -EPERM;
     struct coil__loop *prev = coil__tls_loop;
     coil__tls_loop = l;
     l->running = true;
@@ -206,10 +206,6 @@ int coil_loop_run_once(coil_loop *loop, int64_t timeout_ns)
     coil__timers_run(l);
     coil__msgs_run(l);
     coil__run_ready(l);
-    /* Work started after the poll (by timers, messages, woken tasks) goes to
-     * the kernel now, not a turn later: an embedder may not call again soon,
-     * and a doorbell queued by a loop about to stop would never be sent. */
-    l->be->flush(l);
     l->running = false;
     coil__tls_loop = prev;
     if (err < 0)
@@ -217,19 +213,32 @@ int coil_loop_run_once(coil_loop *loop, int64_t timeout_ns)
     return alive(l) ? 1 : 0;
 }
 
+int coil_loop_run_once(coil_loop *loop, int64_t timeout_ns)
+{
+    struct coil__loop *l = loop->impl;
+    if (l->current)
+        return -EPERM;
+    int r = turn(loop, timeout_ns);
+    /* Work started after the poll (by timers, messages, woken tasks) goes to
+     * the kernel before control leaves: an embedder may not call again soon. */
+    l->be->flush(l);
+    return r;
+}
+
 int coil_loop_run(coil_loop *loop)
 {
     struct coil__loop *l = loop->impl;
+    if (l->current)
+        return -EPERM;
     l->stop = false;
-    for (;;) {
-        int r = coil_loop_run_once(loop, -1);
-        if (r < 0)
-            return r;
-        if (r == 0 || l->stop)
-            break;
-    }
+    int r;
+    do
+        r = turn(loop, -1);
+    while (r > 0 && !l->stop);
+    /* A doorbell queued by a loop that stops now must still ring. */
+    l->be->flush(l);
     l->stop = false;
-    return 0;
+    return r < 0 ? r : 0;
 }
 
 void coil_loop_stop(coil_loop *loop)

@@ -817,6 +817,45 @@ out:
     return fail_line ? -1 : 0;
 }
 
+/* A client that trickles a byte every 10 ms is never idle for body_idle_ns,
+ * but it is far below body_min_rate: the request ends with 408. */
+static int body_min_rate_main(void *arg)
+{
+    (void)arg;
+    cli c = { 0 };
+    resp *r = &table_resp;
+    CHECK_EQ(cli_open(&c), 0);
+    CHECK_EQ(cli_send_str(&c, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n"), 0);
+    for (int i = 0; i < 100; i++) {
+        char peek;
+        /* Stop once the answer is there: writing into a closed connection
+         * would provoke a reset that can discard it. */
+        if (recv(c.s.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
+            break;
+        if (coil_send(&c.s, "x", 1, dl(1000)) != 1)
+            break;
+        coil_sleep(10 * MS);
+    }
+    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(r->status, 408);
+    CHECK(r->close);
+    CHECK(tm.done);
+    CHECK_EQ(tm.read_result, -ETIMEDOUT);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : 0;
+}
+
+static void test_body_min_rate(void **state)
+{
+    (void)state;
+    coil_http_server_config cfg = timeout_cfg();
+    cfg.timeouts.body_idle_ns = 40 * MS;
+    cfg.timeouts.body_min_rate = 10000;
+    server_start(&cfg);
+    run_main(body_min_rate_main, NULL);
+}
+
 static void test_body_idle_timeout(void **state)
 {
     (void)state;
@@ -1714,6 +1753,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_header_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_min_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_timeout_stalled_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_timeout_spares_slow_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_middleware, setup, teardown),

@@ -4,6 +4,7 @@
  * hold neither a buffer nor a stack. Skips (77) where io_uring is not
  * allowed. */
 #include "harness.h"
+#include "uring_impl.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -708,6 +709,51 @@ static int probe(void)
     return 0;
 }
 
+/* Backpressure: with single-shot receives nothing stays armed between
+ * reads, so the kernel takes no buffer for a socket whose task is not
+ * reading; switching back re-arms the multishot. */
+static bool multishot_armed(const coil_sock *s)
+{
+    return s->rx && s->rx->armed && !s->rx->is_poll;
+}
+
+static int single_main(void *arg)
+{
+    int *armed = arg;
+    coil_sock c, s;
+    if (pair(&c, &s) < 0)
+        return -1;
+    coil_sock_rx_single(&s, true);
+    int bad = 0;
+    for (int i = 0; i < 3; i++) {
+        if (coil_send(&c, "abcd", 4, COIL_NO_DEADLINE) != 4)
+            bad++;
+        coil_buf b;
+        ssize_t n = coil_recv_buf(&s, &b, coil_deadline_in(&loop, 5000 * MS));
+        bad += n != 4 || memcmp(b.data, "abcd", 4) != 0;
+        coil_buf_release(&b);
+        armed[0] += multishot_armed(&s);
+    }
+    coil_sock_rx_single(&s, false);
+    coil_send(&c, "efgh", 4, COIL_NO_DEADLINE);
+    coil_buf b;
+    bad += coil_recv_buf(&s, &b, coil_deadline_in(&loop, 5000 * MS)) != 4;
+    coil_buf_release(&b);
+    armed[1] = multishot_armed(&s);
+    coil_close(&c);
+    coil_close(&s);
+    return bad;
+}
+
+static void test_single_shot_for_backpressure(void **state)
+{
+    (void)state;
+    int armed[2] = { 0, 0 };
+    assert_int_equal(harness_run(&loop, single_main, armed), 0);
+    assert_int_equal(armed[0], 0); /* single-shot: nothing left armed */
+    assert_int_equal(armed[1], 1); /* multishot again once switched back */
+}
+
 int main(void)
 {
     int p = probe();
@@ -720,6 +766,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancels_leave_no_stale_completions, setup_default,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_park_thousand, setup_default, teardown),
+        cmocka_unit_test_setup_teardown(test_single_shot_for_backpressure, setup_default, teardown),
     };
     return HARNESS_RUN(tests);
 }
