@@ -6,6 +6,8 @@
  * responses to pipelined requests leave together.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,6 +225,9 @@ static int acceptor(void *arg)
             continue;
         }
         c->srv = srv;
+        /* Responses leave in more than one send when streamed: no Nagle. */
+        int one = 1;
+        setsockopt(c->sock.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c->next = srv->conns;
         if (c->next)
             c->next->prev = c;

@@ -1,0 +1,71 @@
+/*
+ * An HTTP/1.1 client connection (the proxy's upstream side): send a request
+ * head you composed, stream its body, read the response head, then the
+ * response body as borrowed views of the buffers it arrived in. The response
+ * goes through the same parser and checks as requests do; anything
+ * ambiguous (Content-Length with Transfer-Encoding, differing lengths,
+ * obs-fold, unknown codings, a bad status line) is an error, never passed on.
+ *
+ * Threading: loop thread; every call that waits is made from a task.
+ */
+#ifndef COIL_HTTP_CLIENT_H
+#define COIL_HTTP_CLIENT_H
+
+#include "coil/http.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct coil_http_client coil_http_client;
+
+/* The head of a response. Pointers are valid until the next
+ * coil_http_client_read_head() or coil_http_client_close(). */
+typedef struct coil_http_response_head {
+    int status;
+    int version_minor;
+    const coil_http_field *fields;
+    uint32_t nfields;
+    int64_t content_length;    /* -1 when not declared */
+    bool chunked;
+    bool keep_alive;           /* the server keeps the connection after this response */
+    bool has_body;
+} coil_http_response_head;
+
+/* Connects to addr (addr is read during the call only). max_header_bytes
+ * bounds the response head (0: 16 KiB). Returns 0 and *out, or -ECONNREFUSED,
+ * -ETIMEDOUT, -ENOMEM, ... */
+int coil_http_client_connect(coil_loop *loop, const struct sockaddr *addr, socklen_t len,
+                             uint32_t max_header_bytes, int64_t deadline, coil_http_client **out);
+
+/* The connection's socket, for sending the request (coil_send, coil_sendv,
+ * coil_send_buf). */
+coil_sock *coil_http_client_sock(coil_http_client *c);
+
+/* Reads the head of the response to a request with this method (HEAD and
+ * CONNECT change whether a body follows). Interim 1xx responses other than
+ * 101 are skipped. Returns 0, -EPROTO (malformed or ambiguous response),
+ * -ECONNRESET (closed before a complete head), -ETIMEDOUT, ... */
+int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t deadline,
+                               coil_http_response_head *out);
+
+/* Reads the next piece of the response body as a borrowed view. Returns the
+ * byte count, 0 at the end of the body, -EPROTO (bad framing, or the
+ * connection closed before the body ended), -ETIMEDOUT, ... */
+ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t deadline);
+
+/* True when the last response was read completely and both sides want to
+ * keep the connection: it may carry another request. */
+bool coil_http_client_reusable(const coil_http_client *c);
+
+/* True if the peer closed or sent something unexpected while idle (checked
+ * without waiting): a pooled connection in that state must not be reused. */
+bool coil_http_client_stale(coil_http_client *c);
+
+/* Closes and frees the connection. From a task. */
+void coil_http_client_close(coil_http_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

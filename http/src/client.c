@@ -1,0 +1,202 @@
+/*
+ * Upstream side: one HTTP/1.1 client connection, parsing responses with the
+ * same parser and checks as requests.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coil/http_client.h"
+#include "http_impl.h"
+
+struct coil_http_client {
+    coil_sock sock;
+    coil_buf rx;               /* received, not parsed yet */
+    coil__http_parser parser;
+    bool head_done;
+    bool body_done;
+    bool broken;
+    size_t arena_size;
+    char arena[];
+};
+
+int coil_http_client_connect(coil_loop *loop, const struct sockaddr *addr, socklen_t len,
+                             uint32_t max_header_bytes, int64_t deadline, coil_http_client **out)
+{
+    if (!max_header_bytes)
+        max_header_bytes = 16384;
+    uint32_t max_fields = 128;
+    size_t arena = 8192 + max_header_bytes + max_fields * sizeof(coil__http_field);
+    coil_http_client *c = calloc(1, sizeof(*c) + arena);
+    if (!c)
+        return -ENOMEM;
+    c->arena_size = arena;
+    coil__http_limits lim = {
+        .max_request_line = 8192,
+        .max_header_bytes = max_header_bytes,
+        .max_headers = max_fields,
+        .max_chunk_ext = 1024,
+        .max_body = 0,
+    };
+    coil__http_parser_init(&c->parser, false, &lim, c->arena, arena);
+    int err = coil_tcp_connect(loop, &c->sock, addr, len, deadline);
+    if (err < 0) {
+        free(c);
+        return err;
+    }
+    /* A head and its body go out in separate sends: without this, Nagle and
+     * the peer's delayed ACK hold the second back for 40 ms. */
+    int one = 1;
+    setsockopt(c->sock.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    *out = c;
+    return 0;
+}
+
+coil_sock *coil_http_client_sock(coil_http_client *c)
+{
+    return &c->sock;
+}
+
+static void rx_advance(coil_http_client *c, size_t n)
+{
+    c->rx.data += n;
+    c->rx.len -= n;
+    if (!c->rx.len)
+        coil_buf_release(&c->rx);
+}
+
+/* Feeds until an event other than NEED_MORE; at end of stream lets the
+ * parser decide (a body delimited by the close ends there). */
+static coil__http_event next_event(coil_http_client *c, int64_t deadline, size_t *used)
+{
+    for (;;) {
+        if (c->rx.len || !c->head_done || c->parser.head.has_body) {
+            coil__http_event ev = coil__http_parser_feed(&c->parser, c->rx.data, c->rx.len, used);
+            if (ev != COIL__HTTP_NEED_MORE)
+                return ev;
+            rx_advance(c, *used);
+        }
+        coil_buf_release(&c->rx);
+        ssize_t n = coil_recv_buf(&c->sock, &c->rx, deadline);
+        if (n == 0) {
+            *used = 0;
+            return coil__http_parser_finish(&c->parser);
+        }
+        if (n < 0) {
+            *used = 0;
+            c->broken = true;
+            c->parser.error_status = (int)n; /* carried to the caller below */
+            return COIL__HTTP_ERROR;
+        }
+    }
+}
+
+static int event_error(coil_http_client *c)
+{
+    c->broken = true;
+    int e = c->parser.error_status;
+    return e < 0 ? e : -EPROTO;
+}
+
+int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t deadline,
+                               coil_http_response_head *out)
+{
+    if (c->broken)
+        return -EPIPE;
+    int mid = HTTP_GET;
+    for (int m = 0; m < 64; m++) {
+        const char *name = llhttp_method_name((llhttp_method_t)m);
+        if (name && strcmp(name, method) == 0) {
+            mid = m;
+            break;
+        }
+    }
+    coil__http_parser_reset(&c->parser);
+    coil__http_parser_set_request_method(&c->parser, mid);
+    c->head_done = c->body_done = false;
+    for (;;) {
+        size_t used = 0;
+        coil__http_event ev = next_event(c, deadline, &used);
+        if (ev == COIL__HTTP_ERROR) {
+            int err = event_error(c);
+            return err == -EPROTO && !c->parser.head.status ? -ECONNRESET : err;
+        }
+        rx_advance(c, used);
+        if (ev != COIL__HTTP_HEAD)
+            continue;
+        const coil__http_head *h = &c->parser.head;
+        if (h->status >= 100 && h->status < 200 && h->status != 101) {
+            /* An interim answer: the final one follows. */
+            coil__http_parser_reset(&c->parser);
+            continue;
+        }
+        c->head_done = true;
+        c->body_done = !h->has_body;
+        *out = (coil_http_response_head){
+            .status = h->status,
+            .version_minor = h->version_minor,
+            .fields = (const coil_http_field *)h->fields,
+            .nfields = h->nfields,
+            .content_length = h->content_length,
+            .chunked = h->chunked,
+            .keep_alive = h->keep_alive,
+            .has_body = h->has_body,
+        };
+        return 0;
+    }
+}
+
+ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t deadline)
+{
+    *out = (coil_buf){ 0 };
+    if (c->body_done)
+        return 0;
+    if (c->broken || !c->head_done)
+        return -EPROTO;
+    for (;;) {
+        size_t used = 0;
+        coil__http_event ev = next_event(c, deadline, &used);
+        if (ev == COIL__HTTP_BODY) {
+            size_t off = (size_t)(c->parser.chunk - c->rx.data);
+            int err = coil_buf_share(&c->rx, off, c->parser.chunk_len, out);
+            rx_advance(c, used);
+            if (err < 0) {
+                c->broken = true;
+                return err;
+            }
+            return (ssize_t)out->len;
+        }
+        if (ev == COIL__HTTP_DONE) {
+            rx_advance(c, used);
+            c->body_done = true;
+            return 0;
+        }
+        if (ev == COIL__HTTP_ERROR)
+            return event_error(c);
+        rx_advance(c, used);
+    }
+}
+
+bool coil_http_client_reusable(const coil_http_client *c)
+{
+    return !c->broken && c->head_done && c->body_done && c->parser.head.keep_alive && !c->rx.len;
+}
+
+bool coil_http_client_stale(coil_http_client *c)
+{
+    if (c->broken || c->rx.len)
+        return true;
+    char b;
+    ssize_t n = recv(c->sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    /* Anything but "nothing to read yet" means closed or out of step. */
+    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) || coil_sock_rx_pending(&c->sock);
+}
+
+void coil_http_client_close(coil_http_client *c)
+{
+    coil_buf_release(&c->rx);
+    coil_close(&c->sock);
+    free(c);
+}

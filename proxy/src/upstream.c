@@ -1,0 +1,199 @@
+/*
+ * Upstream groups on one core: peer selection (smooth weighted round robin,
+ * least outstanding, rendezvous hashing on a header or the client address),
+ * passive health (ejection after failures in a row, for a cool-down), and a
+ * keep-alive pool per peer. Nothing here is shared with other cores.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy.h"
+
+int px_core_init(px_core *core, const px_config *cfg, coil_loop *loop, unsigned index)
+{
+    *core = (px_core){ .loop = loop, .index = index, .cfg = cfg };
+    core->groups = calloc(cfg->nupstreams, sizeof(px_group));
+    if (!core->groups)
+        return -ENOMEM;
+    core->ngroups = cfg->nupstreams;
+    for (unsigned i = 0; i < cfg->nupstreams; i++) {
+        px_group *g = &core->groups[i];
+        g->conf = &cfg->upstreams[i];
+        g->npeers = g->conf->nservers;
+        g->peers = calloc(g->npeers, sizeof(px_peer));
+        if (!g->peers)
+            return -ENOMEM;
+        for (unsigned j = 0; j < g->npeers; j++) {
+            g->peers[j].conf = &g->conf->servers[j];
+            g->peers[j].idle = calloc(g->conf->keepalive ? g->conf->keepalive : 1,
+                                      sizeof(coil_http_client *));
+            if (!g->peers[j].idle)
+                return -ENOMEM;
+        }
+    }
+    px_service_init(core);
+    return 0;
+}
+
+void px_core_exit(px_core *core)
+{
+    for (unsigned i = 0; i < core->ngroups; i++) {
+        px_group *g = &core->groups[i];
+        for (unsigned j = 0; g->peers && j < g->npeers; j++) {
+            px_peer *p = &g->peers[j];
+            while (p->nidle)
+                coil_http_client_close(p->idle[--p->nidle]);
+            free(p->idle);
+        }
+        free(g->peers);
+    }
+    free(core->groups);
+    core->groups = NULL;
+}
+
+static bool in_service(px_core *core, const px_peer *p)
+{
+    return !p->ejected_until || coil_now(core->loop) >= p->ejected_until;
+}
+
+static uint64_t fnv1a(const void *data, size_t len, uint64_t h)
+{
+    const unsigned char *s = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Rendezvous (highest random weight) hashing: each key picks the peer with
+ * the best weighted score, so adding or removing a peer moves only the keys
+ * that belonged to it. */
+static px_peer *pick_hash(px_core *core, px_group *g, const void *key, size_t len,
+                          const px_peer *exclude, bool healthy_only)
+{
+    px_peer *best = NULL;
+    double best_score = 0;
+    uint64_t kh = fnv1a(key, len, 0xcbf29ce484222325ull);
+    for (unsigned i = 0; i < g->npeers; i++) {
+        px_peer *p = &g->peers[i];
+        if (p == exclude || (healthy_only && !in_service(core, p)))
+            continue;
+        uint64_t h = fnv1a(p->conf->addr_text, strlen(p->conf->addr_text), kh);
+        double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0; /* (0,1) */
+        double score = -(double)p->conf->weight / log(u);
+        if (!best || score > best_score) {
+            best = p;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static px_peer *pick_among(px_core *core, px_group *g, coil_http_request *req,
+                           const px_peer *exclude, bool healthy_only)
+{
+    const px_upstream *u = g->conf;
+    if (u->balance == PX_BALANCE_HASH_HEADER || u->balance == PX_BALANCE_HASH_CLIENT) {
+        const void *key = "";
+        size_t len = 0;
+        char addr[64];
+        if (u->balance == PX_BALANCE_HASH_HEADER) {
+            const coil_http_field *f = coil_http_field_find(req, u->hash_header);
+            if (f) {
+                key = f->value;
+                len = f->value_len;
+            }
+        } else {
+            const struct sockaddr_storage *ss = req->peer;
+            if (ss->ss_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, addr, sizeof(addr));
+            else
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, addr, sizeof(addr));
+            key = addr;
+            len = strlen(addr);
+        }
+        return pick_hash(core, g, key, len, exclude, healthy_only);
+    }
+    px_peer *best = NULL;
+    if (u->balance == PX_BALANCE_LEAST_OUTSTANDING) {
+        /* Fewest in flight relative to weight; ties go to the first. */
+        for (unsigned i = 0; i < g->npeers; i++) {
+            px_peer *p = &g->peers[i];
+            if (p == exclude || (healthy_only && !in_service(core, p)))
+                continue;
+            if (!best || (uint64_t)p->outstanding * best->conf->weight <
+                             (uint64_t)best->outstanding * p->conf->weight)
+                best = p;
+        }
+        return best;
+    }
+    /* Smooth weighted round robin (as nginx): every candidate gains its
+     * weight, the richest is picked and pays the total. */
+    int total = 0;
+    for (unsigned i = 0; i < g->npeers; i++) {
+        px_peer *p = &g->peers[i];
+        if (p == exclude || (healthy_only && !in_service(core, p)))
+            continue;
+        p->current_weight += (int)p->conf->weight;
+        total += (int)p->conf->weight;
+        if (!best || p->current_weight > best->current_weight)
+            best = p;
+    }
+    if (best)
+        best->current_weight -= total;
+    return best;
+}
+
+px_peer *px_pick(px_core *core, px_group *g, coil_http_request *req, const px_peer *exclude)
+{
+    px_peer *p = pick_among(core, g, req, exclude, true);
+    /* Everyone ejected: trying one beats failing every request. */
+    return p ? p : pick_among(core, g, req, exclude, false);
+}
+
+int px_connect(px_core *core, px_group *g, px_peer *p, coil_http_client **out, bool *reused)
+{
+    while (p->nidle) {
+        coil_http_client *c = p->idle[--p->nidle];
+        if (!coil_http_client_stale(c)) {
+            *out = c;
+            *reused = true;
+            return 0;
+        }
+        coil_http_client_close(c);
+    }
+    *reused = false;
+    return coil_http_client_connect(core->loop, (const struct sockaddr *)&p->conf->addr,
+                                    p->conf->addr_len, core->cfg->max_header_bytes,
+                                    coil_deadline_in(core->loop, g->conf->connect_timeout_ns), out);
+}
+
+void px_release(px_core *core, px_group *g, px_peer *p, coil_http_client *c)
+{
+    (void)core;
+    if (coil_http_client_reusable(c) && p->nidle < g->conf->keepalive) {
+        p->idle[p->nidle++] = c;
+        return;
+    }
+    coil_http_client_close(c);
+}
+
+void px_peer_failed(px_core *core, px_group *g, px_peer *p)
+{
+    p->failures++;
+    if (++p->fails >= g->conf->fail_threshold && g->conf->fail_threshold) {
+        p->ejected_until = coil_now(core->loop) + g->conf->cooldown_ns;
+        p->fails = 0;
+    }
+}
+
+void px_peer_ok(px_peer *p)
+{
+    p->fails = 0;
+    p->ejected_until = 0;
+}

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""coil-proxy in front of a test upstream with fault knobs.
+
+usage: proxy_test.py PATH_TO_coil-proxy [--big]
+
+The upstream (threads, raw sockets) answers by path:
+  /ok            200 "upstream ok"
+  /echo          echoes the request body (Content-Length)
+  /sink          reads the body (any framing), answers with its byte count
+  /big?N         streams N bytes of zeros (Content-Length)
+  /slowhead      waits 3 s before answering (the proxy's response timeout is 1 s)
+  /garbage       answers with bytes that are not HTTP
+  /clte          answers with Content-Length and Transfer-Encoding
+  /dupcl         answers with two differing Content-Length fields
+  /fold          answers with an obs-folded field
+  /reset         announces 100000 bytes, sends 10, then resets
+  /closeearly    closes without answering
+  /early         answers 413 at once without reading the body
+Every request head it receives is recorded. The backend comes from
+COIL_BACKEND. Prints 'N passed, N failed'."""
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BIN = sys.argv[1]
+BIG = "--big" in sys.argv
+results = []
+received = []
+lock = threading.Lock()
+
+
+def check(name, cond, detail=""):
+    results.append(bool(cond))
+    print(("ok     " if cond else "FAILED ") + name + ("" if cond else "  " + repr(detail)[:400]))
+
+
+def read_head(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        b = conn.recv(65536)
+        if not b:
+            return None, b""
+        data += b
+    head, rest = data.split(b"\r\n\r\n", 1)
+    return head.decode("latin-1"), rest
+
+
+def read_body(conn, head, rest):
+    m = re.search(r"(?i)\r\ncontent-length: *(\d+)", head)
+    if m:
+        n = int(m.group(1))
+        got = len(rest)
+        while got < n:
+            b = conn.recv(1 << 20)
+            if not b:
+                break
+            got += len(b)
+        return got
+    if re.search(r"(?i)\r\ntransfer-encoding: *chunked", head):
+        buf = rest
+        total = 0
+        while True:
+            while b"\r\n" not in buf:
+                b = conn.recv(1 << 20)
+                if not b:
+                    return total
+                buf += b
+            line, buf = buf.split(b"\r\n", 1)
+            size = int(line.split(b";")[0], 16)
+            while len(buf) < size + 2:
+                b = conn.recv(1 << 20)
+                if not b:
+                    return total
+                buf += b
+            total += size
+            buf = buf[size + 2:]
+            if size == 0:
+                return total
+    return 0
+
+
+def serve_one(conn):
+    try:
+        while True:
+            head, rest = read_head(conn)
+            if head is None:
+                return
+            with lock:
+                received.append(head)
+            path = head.split(" ")[1]
+            if path == "/ok":
+                read_body(conn, head, rest)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: keep-alive\r\n"
+                             b"Keep-Alive: timeout=5\r\nX-Up: 1\r\n\r\nupstream ok")
+            elif path == "/echo":
+                m = re.search(r"(?i)\r\ncontent-length: *(\d+)", head)
+                n = int(m.group(1)) if m else 0
+                body = rest
+                while len(body) < n:
+                    body += conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n + body)
+            elif path == "/sink":
+                n = read_body(conn, head, rest)
+                msg = str(n).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(msg) + msg)
+            elif path.startswith("/big?"):
+                n = int(path[5:])
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+                chunk = b"\0" * (1 << 20)
+                while n > 0:
+                    k = min(n, len(chunk))
+                    conn.sendall(chunk[:k])
+                    n -= k
+            elif path == "/slowhead":
+                time.sleep(3)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            elif path == "/garbage":
+                conn.sendall(b"this is not http\r\n\r\n")
+                return
+            elif path == "/clte":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             b"0\r\n\r\n")
+                return
+            elif path == "/dupcl":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
+                return
+            elif path == "/fold":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok")
+                return
+            elif path == "/reset":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+                time.sleep(0.1)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            elif path == "/closeearly":
+                return
+            elif path == "/early":
+                conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")
+                time.sleep(0.2)
+                return
+            else:
+                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def upstream_loop(lsn):
+    while True:
+        try:
+            c, _ = lsn.accept()
+        except OSError:
+            return
+        threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def raw(port, data, timeout=10.0):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(timeout)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            out += b
+    except socket.timeout:
+        out += b"<timeout>"
+    except ConnectionResetError:
+        out += b"<reset>"
+    s.close()
+    return out
+
+
+def status(resp):
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", resp)
+    return int(m.group(1)) if m else 0
+
+
+lsn = socket.socket()
+lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lsn.bind(("127.0.0.1", 0))
+lsn.listen(256)
+up_port = lsn.getsockname()[1]
+threading.Thread(target=upstream_loop, args=(lsn,), daemon=True).start()
+dead_port = free_port()
+px_port = free_port()
+
+conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+conf.write("""
+[proxy]
+cores = 0
+access_log = off
+metrics = off
+max_body = 0
+
+[listen]
+address = 127.0.0.1:%d
+
+[upstream app]
+server = 127.0.0.1:%d
+response_timeout = 1s
+connect_timeout = 1s
+keepalive = 8
+
+[upstream dead]
+server = 127.0.0.1:%d
+retries = 0
+
+[route]
+path = /dead
+upstream = dead
+
+[route]
+path = /
+upstream = app
+""" % (px_port, up_port, dead_port))
+conf.close()
+
+chk = subprocess.run([BIN, "--check", conf.name], capture_output=True, text=True)
+check("--check accepts the test configuration", chk.returncode == 0, chk.stderr + chk.stdout)
+bad = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+bad.write("[listen]\naddress = 127.0.0.1:1\n[route]\nupstream = nowhere\n")
+bad.close()
+chk = subprocess.run([BIN, "--check", bad.name], capture_output=True, text=True)
+check("--check names file and line of an error",
+      chk.returncode != 0 and re.search(re.escape(bad.name) + r":\d+: ", chk.stderr), chk.stderr)
+
+env = dict(os.environ, COIL_QUIET="1")
+proc = subprocess.Popen([BIN, "-c", conf.name], stderr=subprocess.PIPE, env=env, text=True)
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", px_port)).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+try:
+    out = raw(px_port, b"GET /ok HTTP/1.1\r\nHost: example.com\r\nConnection: close, X-Secret\r\n"
+                       b"X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
+    check("GET forwarded", status(out) == 200 and out.endswith(b"upstream ok"), out)
+    check("response: hop-by-hop fields dropped, Via added",
+          b"Keep-Alive" not in out and b"X-Up: 1" in out and b"Via: 1.1 coil-proxy" in out, out)
+    with lock:
+        head = received[-1]
+    check("request: hop-by-hop and Connection-named fields removed",
+          "X-Secret" not in head and "Keep-Alive" not in head and "\r\nTE:" not in head, head)
+    check("request: X-Forwarded-For appended, -Proto, -Host, Via added",
+          "X-Forwarded-For: 10.0.0.1, 127.0.0.1" in head and "X-Forwarded-Proto: http" in head and
+          "X-Forwarded-Host: example.com" in head and "Via: 1.1 coil-proxy" in head, head)
+
+    out = raw(px_port, b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+    check("POST with Content-Length forwarded and echoed", out.endswith(b"hello"), out)
+    out = raw(px_port, b"POST /sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                       b"Connection: close\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n")
+    check("chunked request body forwarded", out.endswith(b"\r\n\r\n8"), out)
+
+    # keep-alive both ways: several requests, the upstream connection reused
+    before = len(received)
+    s = socket.create_connection(("127.0.0.1", px_port))
+    s.settimeout(5)
+    ok = True
+    for i in range(5):
+        s.sendall(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
+        got = b""
+        while not got.endswith(b"upstream ok"):
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+        ok &= status(got) == 200
+    s.close()
+    check("keep-alive: 5 requests through one client connection", ok and len(received) - before == 5)
+
+    # errors
+    check("connect failure -> 502", status(raw(px_port, b"GET /dead HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")) == 502)
+    t0 = time.time()
+    out = raw(px_port, b"GET /slowhead HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    check("upstream timeout -> 504 (after about 1 s)", status(out) == 504 and time.time() - t0 < 2.9, out)
+    for path in ("garbage", "clte", "dupcl", "fold"):
+        out = raw(px_port, b"GET /%s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % path.encode())
+        check("malformed upstream response (%s) -> 502" % path, status(out) == 502, out)
+    out = raw(px_port, b"GET /closeearly HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    check("upstream closes without answering -> 502", status(out) == 502, out)
+    out = raw(px_port, b"GET /reset HTTP/1.1\r\nHost: a\r\n\r\n")
+    check("upstream dies mid-body: client sees no complete body, connection closed",
+          status(out) == 200 and len(out.split(b"\r\n\r\n", 1)[1]) < 100000 and b"<timeout>" not in out, out[:200])
+    out = raw(px_port, b"POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789")
+    check("upstream answers before the body is done: its answer reaches the client",
+          status(out) in (413, 502), out)
+
+    # rejected requests never reach the upstream
+    bad_requests = [
+        b"GET /ok HTTP/1.1\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+        b"POST /sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET /ok HTTP/2.0\r\nHost: a\r\n\r\n",
+    ]
+    for data in bad_requests:
+        before = len(received)
+        out = raw(px_port, data + b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(0.05)
+        check("rejected request %r: 4xx/5xx, upstream received nothing" % data[:40],
+              400 <= status(out) < 600 and len(received) == before, (out[:100], len(received) - before))
+
+    # streaming: upload and download
+    size = (1 << 30) if BIG else (64 << 20)
+    cmd = ("head -c %d /dev/zero | curl -sS -H 'Transfer-Encoding: chunked' -H 'Expect:' -X POST -T - "
+           "http://127.0.0.1:%d/sink" % (size, px_port))
+    t0 = time.time()
+    out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600).stdout
+    up_s = time.time() - t0
+    check("upload of %d MiB streamed (%.1f s)" % (size >> 20, up_s), out.strip() == str(size), out)
+    cmd = "curl -sS http://127.0.0.1:%d/big?%d | wc -c" % (px_port, size)
+    t0 = time.time()
+    out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600).stdout
+    down_s = time.time() - t0
+    check("download of %d MiB streamed (%.1f s)" % (size >> 20, down_s), out.strip() == str(size), out)
+    with open("/proc/%d/status" % proc.pid) as f:
+        hwm = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+    print("# proxy peak RSS %d KiB; %d MiB up %.1f s, down %.1f s" % (hwm, size >> 20, up_s, down_s))
+    if BIG:
+        check("proxy peak RSS under 32 MiB with 1 GiB streams", hwm < 32 * 1024, hwm)
+finally:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = "hung"
+    check("graceful stop on SIGTERM", rc == 0, (rc, proc.stderr.read()[-500:]))
+    os.unlink(conf.name)
+    os.unlink(bad.name)
+
+passed = sum(results)
+print("%d passed, %d failed" % (passed, len(results) - passed))
+sys.exit(0 if passed == len(results) else 1)
