@@ -76,6 +76,9 @@ static int on_start(coil_loop *loop, unsigned index, void *data)
     int err = px_core_init(&cs->core, &app.cfg, loop, index);
     if (err < 0)
         return err;
+    err = px_core_start_health(&cs->core);
+    if (err < 0)
+        return err;
     coil_http_service *svc = &cs->core.svc;
     if (app.log_fd >= 0) {
         svc = coil_http_access_log_init(&cs->log, svc, loop, app.log_fd);
@@ -137,6 +140,7 @@ static void on_stop(coil_loop *loop, unsigned index, void *data)
         coil_http_server_stop(app.metrics_server);
         app.metrics_server = NULL;
     }
+    px_core_stop(&cs->core);
     /* Finish the drain before the pools and the log go away. */
     coil_loop_run(loop);
     px_core_exit(&cs->core);

@@ -18,6 +18,7 @@ typedef struct px_peer {
     int current_weight;           /* smooth weighted round robin */
     unsigned fails;               /* in a row */
     int64_t ejected_until;        /* loop clock; 0 = in service */
+    bool health_down;             /* the last active check failed */
     uint64_t requests, failures;
 } px_peer;
 
@@ -25,6 +26,7 @@ typedef struct px_group {
     const px_upstream *conf;
     px_peer *peers;
     unsigned npeers;
+    coil_task *health;            /* active health checker, if configured */
 } px_group;
 
 typedef struct px_metrics {
@@ -48,6 +50,10 @@ typedef struct px_core {
 
 /* upstream.c */
 int px_core_init(px_core *core, const px_config *cfg, coil_loop *loop, unsigned index);
+/* Starts the active health checkers (from the core's thread). */
+int px_core_start_health(px_core *core);
+/* Stops them: call before the loop is run down. */
+void px_core_stop(px_core *core);
 void px_core_exit(px_core *core);
 /* Picks a peer of g for req (skipping ejected ones while any is in
  * service); NULL if the group has none. exclude: a peer already tried. */

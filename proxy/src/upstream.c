@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ void px_core_exit(px_core *core)
 
 static bool in_service(px_core *core, const px_peer *p)
 {
-    return !p->ejected_until || coil_now(core->loop) >= p->ejected_until;
+    return !p->health_down && (!p->ejected_until || coil_now(core->loop) >= p->ejected_until);
 }
 
 static uint64_t fnv1a(const void *data, size_t len, uint64_t h)
@@ -154,6 +155,89 @@ px_peer *px_pick(px_core *core, px_group *g, coil_http_request *req, const px_pe
     px_peer *p = pick_among(core, g, req, exclude, true);
     /* Everyone ejected: trying one beats failing every request. */
     return p ? p : pick_among(core, g, req, exclude, false);
+}
+
+/* One active check: a GET of the health path on a fresh connection; any
+ * 2xx or 3xx within the timeout is healthy. */
+static bool check_peer(px_core *core, px_group *g, px_peer *p)
+{
+    const px_upstream *u = g->conf;
+    int64_t deadline = coil_deadline_in(core->loop, u->health_timeout_ns);
+    coil_http_client *c;
+    if (coil_http_client_connect(core->loop, (const struct sockaddr *)&p->conf->addr,
+                                 p->conf->addr_len, 0, deadline, &c) < 0)
+        return false;
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: coil-proxy-health\r\n"
+                     "Connection: close\r\n\r\n",
+                     u->health_path, p->conf->addr_text);
+    bool ok = false;
+    coil_http_response_head h;
+    if (coil_send(coil_http_client_sock(c), req, (size_t)n, deadline) == n &&
+        coil_http_client_read_head(c, "GET", deadline, &h) == 0) {
+        ok = h.status >= 200 && h.status < 400;
+        coil_buf b;
+        while (ok && coil_http_client_read_body(c, &b, deadline) > 0)
+            coil_buf_release(&b);
+    }
+    coil_http_client_close(c);
+    return ok;
+}
+
+typedef struct health_arg {
+    px_core *core;
+    px_group *group;
+} health_arg;
+
+static int health_task(void *arg)
+{
+    health_arg *ha = arg;
+    px_core *core = ha->core;
+    px_group *g = ha->group;
+    free(ha);
+    while (!coil_cancelled()) {
+        for (unsigned i = 0; i < g->npeers && !coil_cancelled(); i++) {
+            px_peer *p = &g->peers[i];
+            bool ok = check_peer(core, g, p);
+            if (ok && p->health_down)
+                px_peer_ok(p);
+            p->health_down = !ok;
+        }
+        coil_sleep(g->conf->health_interval_ns);
+    }
+    return 0;
+}
+
+int px_core_start_health(px_core *core)
+{
+    for (unsigned i = 0; i < core->ngroups; i++) {
+        px_group *g = &core->groups[i];
+        if (!g->conf->health_path[0])
+            continue;
+        health_arg *ha = malloc(sizeof(*ha));
+        if (!ha)
+            return -ENOMEM;
+        *ha = (health_arg){ core, g };
+        int err = coil_spawn(core->loop, health_task, ha, &g->health);
+        if (err < 0) {
+            free(ha);
+            return err;
+        }
+    }
+    return 0;
+}
+
+void px_core_stop(px_core *core)
+{
+    for (unsigned i = 0; i < core->ngroups; i++) {
+        px_group *g = &core->groups[i];
+        if (g->health) {
+            coil_cancel(g->health);
+            coil_detach(g->health);
+            g->health = NULL;
+        }
+    }
 }
 
 int px_connect(px_core *core, px_group *g, px_peer *p, coil_http_client **out, bool *reused)

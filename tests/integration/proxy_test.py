@@ -96,7 +96,12 @@ def serve_one(conn):
             with lock:
                 received.append(head)
             path = head.split(" ")[1]
-            if path == "/ok":
+            if path.startswith("/pair/"):
+                path = path[5:]
+            if path == "/healthz":
+                read_body(conn, head, rest)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            elif path == "/ok":
                 read_body(conn, head, rest)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: keep-alive\r\n"
                              b"Keep-Alive: timeout=5\r\nX-Up: 1\r\n\r\nupstream ok")
@@ -191,6 +196,12 @@ def raw(port, data, timeout=10.0):
     return out
 
 
+def app_requests():
+    """Requests the upstream received, health checks left out."""
+    with lock:
+        return sum(1 for h in received if not h.startswith("GET /healthz"))
+
+
 def status(resp):
     m = re.match(rb"HTTP/1\.1 (\d{3}) ", resp)
     return int(m.group(1)) if m else 0
@@ -226,6 +237,21 @@ keepalive = 8
 server = 127.0.0.1:%d
 retries = 0
 
+# one live and one dead server; passive health and retries off, so only the
+# active check keeps requests away from the dead one
+[upstream pair]
+server = 127.0.0.1:%d
+server = 127.0.0.1:%d
+retries = 0
+fail_threshold = 1000
+health_check = /healthz
+health_interval = 100ms
+health_timeout = 500ms
+
+[route]
+path = /pair/
+upstream = pair
+
 [route]
 path = /dead
 upstream = dead
@@ -233,7 +259,7 @@ upstream = dead
 [route]
 path = /
 upstream = app
-""" % (px_port, up_port, dead_port))
+""" % (px_port, up_port, dead_port, up_port, dead_port))
 conf.close()
 
 chk = subprocess.run([BIN, "--check", conf.name], capture_output=True, text=True)
@@ -260,7 +286,7 @@ try:
     check("response: hop-by-hop fields dropped, Via added",
           b"Keep-Alive" not in out and b"X-Up: 1" in out and b"Via: 1.1 coil-proxy" in out, out)
     with lock:
-        head = received[-1]
+        head = [h for h in received if not h.startswith("GET /healthz")][-1]
     check("request: hop-by-hop and Connection-named fields removed",
           "X-Secret" not in head and "Keep-Alive" not in head and "\r\nTE:" not in head, head)
     check("request: X-Forwarded-For appended, -Proto, -Host, Via added",
@@ -274,7 +300,7 @@ try:
     check("chunked request body forwarded", out.endswith(b"\r\n\r\n8"), out)
 
     # keep-alive both ways: several requests, the upstream connection reused
-    before = len(received)
+    before = app_requests()
     s = socket.create_connection(("127.0.0.1", px_port))
     s.settimeout(5)
     ok = True
@@ -288,7 +314,16 @@ try:
             got += b
         ok &= status(got) == 200
     s.close()
-    check("keep-alive: 5 requests through one client connection", ok and len(received) - before == 5)
+    check("keep-alive: 5 requests through one client connection", ok and app_requests() - before == 5)
+
+    # active health: after the first round of checks the dead server is out
+    time.sleep(0.5)
+    codes = [status(raw(px_port, b"GET /pair/ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+             for _ in range(10)]
+    check("active health check keeps requests off a dead server", codes == [200] * 10, codes)
+    with lock:
+        checks = sum(1 for h in received if h.startswith("GET /healthz"))
+    check("health checks reach the live server", checks >= 2, checks)
 
     # errors
     check("connect failure -> 502", status(raw(px_port, b"GET /dead HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")) == 502)
@@ -318,11 +353,11 @@ try:
         b"GET /ok HTTP/2.0\r\nHost: a\r\n\r\n",
     ]
     for data in bad_requests:
-        before = len(received)
+        before = app_requests()
         out = raw(px_port, data + b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
         time.sleep(0.05)
         check("rejected request %r: 4xx/5xx, upstream received nothing" % data[:40],
-              400 <= status(out) < 600 and len(received) == before, (out[:100], len(received) - before))
+              400 <= status(out) < 600 and app_requests() == before, (out[:100], app_requests() - before))
 
     # streaming: upload and download
     size = (1 << 30) if BIG else (64 << 20)
