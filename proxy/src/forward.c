@@ -144,10 +144,18 @@ static void build_request_head(head_buf *h, coil_http_request *req, bool chunked
 static const px_route *route_for(const px_config *cfg, const coil_http_request *req)
 {
     const px_route *best = NULL;
+    /* The port is not part of a route's host: "a:8080" -> "a",
+     * "[::1]:8080" -> "[::1]". */
     size_t host_len = req->host_len;
-    const char *colon = req->host ? memchr(req->host, ':', req->host_len) : NULL;
-    if (colon && req->host[0] != '[')
-        host_len = (size_t)(colon - req->host);
+    if (req->host && host_len && req->host[0] == '[') {
+        const char *close = memchr(req->host, ']', host_len);
+        if (close)
+            host_len = (size_t)(close - req->host) + 1;
+    } else if (req->host) {
+        const char *colon = memchr(req->host, ':', host_len);
+        if (colon)
+            host_len = (size_t)(colon - req->host);
+    }
     for (unsigned i = 0; i < cfg->nroutes; i++) {
         const px_route *r = &cfg->routes[i];
         if (r->host[0] && (strlen(r->host) != host_len || strncasecmp(r->host, req->host, host_len)))
