@@ -8,6 +8,8 @@
  * front of a demo upstream it serves itself on 127.0.0.1:8081.
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +22,23 @@
 
 typedef struct core_slot {
     px_core core;
+    coil_http_service front;      /* stable across reloads: brackets each request */
     coil_http_server **servers;
     coil_http_server *demo;
     coil_http_access_log log;
     bool log_on;
 } core_slot;
 
+/* A configuration shared read-only by every core; the last core to let go
+ * of it frees it. */
+typedef struct cfg_ref {
+    px_config cfg;                /* first: a px_config * is a cfg_ref * */
+    atomic_uint refs;
+} cfg_ref;
+
 static struct {
-    px_config cfg;
+    px_config cfg;                /* the configuration parsed at start */
+    const char *file;             /* NULL: built-in */
     bool builtin;
     core_slot *cores;
     unsigned ncores;
@@ -69,6 +80,127 @@ static void usage(FILE *f)
                "of a demo upstream on 127.0.0.1:8081. See docs/proxy.md.\n");
 }
 
+static void release_cfg(const px_config *cfg)
+{
+    if (cfg == &app.cfg)
+        return; /* the start-up configuration lives as long as the program */
+    cfg_ref *r = (cfg_ref *)cfg;
+    if (atomic_fetch_sub(&r->refs, 1) == 1) {
+        px_config_free(&r->cfg);
+        free(r);
+    }
+}
+
+static int front_call(coil_http_service *self, coil_http_request *req)
+{
+    core_slot *cs = self->data;
+    unsigned gen;
+    px_core_enter(&cs->core, &gen);
+    int r = coil_http_call(&cs->core.svc, req);
+    px_core_leave(&cs->core, gen);
+    return r;
+}
+
+/* ---- reload on SIGHUP ---- */
+
+/* Core 0 only: set by a message from the main thread once app.metrics.loops
+ * is filled, which orders those writes before the reloader reads them. */
+static bool reload_ready;
+
+static void mark_ready(coil_loop *loop, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    reload_ready = true;
+}
+
+static core_slot *slot_of(coil_loop *loop)
+{
+    for (unsigned i = 0; i < app.ncores; i++)
+        if (app.cores[i].core.loop == loop)
+            return &app.cores[i];
+    return NULL;
+}
+
+static int reload_core_task(void *arg)
+{
+    const px_config *cfg = arg;
+    core_slot *cs = slot_of(coil_loop_current());
+    if (!cs) {
+        release_cfg(cfg);
+        return 0;
+    }
+    if (px_core_reload(&cs->core, cfg) < 0) {
+        fprintf(stderr, "coil-proxy: core %u: reload failed (no memory); keeping the old configuration\n",
+                cs->core.index);
+        release_cfg(cfg);
+    }
+    return 0;
+}
+
+static void reload_core_msg(coil_loop *loop, void *arg)
+{
+    if (coil_spawn(loop, reload_core_task, arg, NULL) < 0)
+        release_cfg(arg);
+}
+
+static bool same_listeners(const px_config *a, const px_config *b)
+{
+    if (a->nlisteners != b->nlisteners)
+        return false;
+    for (unsigned i = 0; i < a->nlisteners; i++)
+        if (strcmp(a->listeners[i].addr_text, b->listeners[i].addr_text))
+            return false;
+    return true;
+}
+
+/* Core 0 reads the file (small, rare) and hands the result to every core;
+ * the listening sockets stay open throughout, so no connection, queued or
+ * established, is lost. */
+static int reload_task(void *arg)
+{
+    (void)arg;
+    cfg_ref *r = calloc(1, sizeof(*r));
+    char err[512];
+    if (!r)
+        return 0;
+    if (px_config_load(&r->cfg, app.file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "coil-proxy: reload refused, the running configuration stays: %s\n", err);
+        free(r);
+        return 0;
+    }
+    const px_config *running = app.cores[0].core.cfg;
+    if (!same_listeners(running, &r->cfg))
+        fprintf(stderr, "coil-proxy: reload: [listen] changes take effect at the next restart\n");
+    atomic_init(&r->refs, app.ncores);
+    for (unsigned i = 0; i < app.ncores; i++)
+        if (coil_post(app.metrics.loops[i], reload_core_msg, &r->cfg) < 0)
+            release_cfg(&r->cfg);
+    fprintf(stderr, "coil-proxy: reloaded %s (%u upstream(s), %u route(s))\n", app.file,
+            r->cfg.nupstreams, r->cfg.nroutes);
+    return 0;
+}
+
+static void on_signal(coil_loop *loop, unsigned core, int signo, void *data)
+{
+    (void)data;
+    if (signo != SIGHUP) {
+        coil_loop_stop(loop);
+        return;
+    }
+    if (core != 0)
+        return;
+    if (!app.file) {
+        fprintf(stderr, "coil-proxy: SIGHUP: running the built-in configuration, nothing to reload\n");
+        return;
+    }
+    if (!reload_ready) {
+        fprintf(stderr, "coil-proxy: SIGHUP during start-up ignored\n");
+        return;
+    }
+    coil_spawn(loop, reload_task, NULL, NULL);
+}
+
 static int on_start(coil_loop *loop, unsigned index, void *data)
 {
     (void)data;
@@ -76,10 +208,12 @@ static int on_start(coil_loop *loop, unsigned index, void *data)
     int err = px_core_init(&cs->core, &app.cfg, loop, index);
     if (err < 0)
         return err;
+    cs->core.release_cfg = release_cfg;
+    cs->front = (coil_http_service){ .call = front_call, .data = cs };
     err = px_core_start_health(&cs->core);
     if (err < 0)
         return err;
-    coil_http_service *svc = &cs->core.svc;
+    coil_http_service *svc = &cs->front;
     if (app.log_fd >= 0) {
         svc = coil_http_access_log_init(&cs->log, svc, loop, app.log_fd);
         cs->log_on = true;
@@ -226,7 +360,9 @@ int main(int argc, char **argv)
     if (app.builtin)
         px_demo_init();
     app.cores = calloc(COIL_RT_MAX_CORES, sizeof(core_slot));
-    coil_rt_options o = { .on_start = on_start, .on_stop = on_stop, .handle_signals = true };
+    app.file = file;
+    coil_rt_options o = { .on_start = on_start, .on_stop = on_stop, .on_signal = on_signal,
+                          .handle_signals = true };
     coil_loop_options_default(&o.loop);
     if (app.cfg.ncpus) {
         o.cpus = app.cfg.cpus;
@@ -239,6 +375,11 @@ int main(int argc, char **argv)
         return 1;
     }
     app.ncores = coil_rt_cores(rt);
+    /* The loops are known to the reloader and the metrics (read-only from
+     * here on; the cores learn of them through messages). */
+    for (unsigned i = 0; i < app.ncores; i++)
+        app.metrics.loops[i] = coil_rt_loop(rt, i);
+    coil_post(coil_rt_loop(rt, 0), mark_ready, NULL);
     if (app.cfg.metrics_addr[0]) {
         app.metrics.ncores = app.ncores;
         app.metrics.conns_open = conns_open;

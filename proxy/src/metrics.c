@@ -56,8 +56,10 @@ static void take_snapshot(coil_loop *loop, void *arg)
     cs->m = core->metrics;
     cs->conns_open = sc->ctx->conns_open ? sc->ctx->conns_open(r->core) : 0;
     unsigned k = 0;
+    /* Mid-reload another core may still run a configuration with a
+     * different set of peers: copy no more than the scrape made room for. */
     for (unsigned g = 0; g < core->ngroups; g++)
-        for (unsigned p = 0; p < core->groups[g].npeers; p++, k++) {
+        for (unsigned p = 0; p < core->groups[g].npeers && k < sc->npeers; p++, k++) {
             const px_peer *peer = &core->groups[g].peers[p];
             cs->peers[k] = (peer_snap){ peer->requests, peer->failures,
                                         !peer->ejected_until || coil_now(loop) >= peer->ejected_until };

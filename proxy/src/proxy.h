@@ -38,12 +38,27 @@ typedef struct px_metrics {
     uint64_t latency_sum_us;
 } px_metrics;
 
+/* Groups of an earlier configuration, kept until the requests that began
+ * under it have finished. */
+typedef struct px_retired {
+    unsigned gen;
+    unsigned inflight;
+    px_group *groups;
+    unsigned ngroups;
+    const px_config *cfg;
+    struct px_retired *next;
+} px_retired;
+
 typedef struct px_core {
     coil_loop *loop;
     unsigned index;
-    const px_config *cfg;
+    const px_config *cfg;         /* the current configuration */
     px_group *groups;
     unsigned ngroups;
+    unsigned gen;                 /* configuration generation */
+    unsigned inflight;            /* requests begun under this generation */
+    px_retired *retired;
+    void (*release_cfg)(const px_config *cfg); /* a configuration this core no longer uses */
     coil_http_service svc;        /* the forwarding service */
     px_metrics metrics;
 } px_core;
@@ -52,6 +67,14 @@ typedef struct px_core {
 int px_core_init(px_core *core, const px_config *cfg, coil_loop *loop, unsigned index);
 /* Starts the active health checkers (from the core's thread). */
 int px_core_start_health(px_core *core);
+/* Brackets one request, so that a reload frees the old groups only after
+ * the requests that use them are done. */
+void px_core_enter(px_core *core, unsigned *gen);
+void px_core_leave(px_core *core, unsigned gen);
+/* Switches this core to cfg (from a task on the core): new groups and health
+ * checkers; the old ones go once their requests are done. Pooled
+ * connections are not carried over. Returns 0 or -ENOMEM (nothing changed). */
+int px_core_reload(px_core *core, const px_config *cfg);
 /* Stops them: call before the loop is run down. */
 void px_core_stop(px_core *core);
 void px_core_exit(px_core *core);

@@ -14,36 +14,10 @@
 
 #include "proxy.h"
 
-int px_core_init(px_core *core, const px_config *cfg, coil_loop *loop, unsigned index)
+static void groups_free(px_group *groups, unsigned n)
 {
-    *core = (px_core){ .loop = loop, .index = index, .cfg = cfg };
-    core->groups = calloc(cfg->nupstreams, sizeof(px_group));
-    if (!core->groups)
-        return -ENOMEM;
-    core->ngroups = cfg->nupstreams;
-    for (unsigned i = 0; i < cfg->nupstreams; i++) {
-        px_group *g = &core->groups[i];
-        g->conf = &cfg->upstreams[i];
-        g->npeers = g->conf->nservers;
-        g->peers = calloc(g->npeers, sizeof(px_peer));
-        if (!g->peers)
-            return -ENOMEM;
-        for (unsigned j = 0; j < g->npeers; j++) {
-            g->peers[j].conf = &g->conf->servers[j];
-            g->peers[j].idle = calloc(g->conf->keepalive ? g->conf->keepalive : 1,
-                                      sizeof(coil_http_client *));
-            if (!g->peers[j].idle)
-                return -ENOMEM;
-        }
-    }
-    px_service_init(core);
-    return 0;
-}
-
-void px_core_exit(px_core *core)
-{
-    for (unsigned i = 0; i < core->ngroups; i++) {
-        px_group *g = &core->groups[i];
+    for (unsigned i = 0; groups && i < n; i++) {
+        px_group *g = &groups[i];
         for (unsigned j = 0; g->peers && j < g->npeers; j++) {
             px_peer *p = &g->peers[j];
             while (p->nidle)
@@ -52,8 +26,117 @@ void px_core_exit(px_core *core)
         }
         free(g->peers);
     }
-    free(core->groups);
+    free(groups);
+}
+
+static px_group *groups_build(const px_config *cfg)
+{
+    px_group *groups = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(px_group));
+    if (!groups)
+        return NULL;
+    for (unsigned i = 0; i < cfg->nupstreams; i++) {
+        px_group *g = &groups[i];
+        g->conf = &cfg->upstreams[i];
+        g->npeers = g->conf->nservers;
+        g->peers = calloc(g->npeers, sizeof(px_peer));
+        if (!g->peers)
+            goto fail;
+        for (unsigned j = 0; j < g->npeers; j++) {
+            g->peers[j].conf = &g->conf->servers[j];
+            g->peers[j].idle = calloc(g->conf->keepalive ? g->conf->keepalive : 1,
+                                      sizeof(coil_http_client *));
+            if (!g->peers[j].idle)
+                goto fail;
+        }
+    }
+    return groups;
+fail:
+    groups_free(groups, cfg->nupstreams);
+    return NULL;
+}
+
+int px_core_init(px_core *core, const px_config *cfg, coil_loop *loop, unsigned index)
+{
+    *core = (px_core){ .loop = loop, .index = index, .cfg = cfg };
+    core->groups = groups_build(cfg);
+    if (!core->groups)
+        return -ENOMEM;
+    core->ngroups = cfg->nupstreams;
+    px_service_init(core);
+    return 0;
+}
+
+void px_core_exit(px_core *core)
+{
+    groups_free(core->groups, core->ngroups);
     core->groups = NULL;
+    while (core->retired) {
+        px_retired *r = core->retired;
+        core->retired = r->next;
+        groups_free(r->groups, r->ngroups);
+        if (core->release_cfg)
+            core->release_cfg(r->cfg);
+        free(r);
+    }
+}
+
+void px_core_enter(px_core *core, unsigned *gen)
+{
+    *gen = core->gen;
+    core->inflight++;
+}
+
+void px_core_leave(px_core *core, unsigned gen)
+{
+    if (gen == core->gen) {
+        core->inflight--;
+        return;
+    }
+    /* A request that began under an earlier configuration: the last one
+     * out frees that configuration's groups (from this task, which may
+     * wait for their pooled connections to close). */
+    for (px_retired **pr = &core->retired; *pr; pr = &(*pr)->next) {
+        px_retired *r = *pr;
+        if (r->gen != gen)
+            continue;
+        if (--r->inflight == 0) {
+            *pr = r->next;
+            groups_free(r->groups, r->ngroups);
+            if (core->release_cfg)
+                core->release_cfg(r->cfg);
+            free(r);
+        }
+        return;
+    }
+}
+
+int px_core_reload(px_core *core, const px_config *cfg)
+{
+    px_group *groups = groups_build(cfg);
+    px_retired *r = calloc(1, sizeof(*r));
+    if (!groups || !r) {
+        groups_free(groups, cfg->nupstreams);
+        free(r);
+        return -ENOMEM;
+    }
+    px_core_stop(core);
+    *r = (px_retired){ .gen = core->gen, .inflight = core->inflight, .groups = core->groups,
+                       .ngroups = core->ngroups, .cfg = core->cfg };
+    core->groups = groups;
+    core->ngroups = cfg->nupstreams;
+    core->cfg = cfg;
+    core->gen++;
+    core->inflight = 0;
+    if (r->inflight) {
+        r->next = core->retired;
+        core->retired = r;
+    } else {
+        groups_free(r->groups, r->ngroups);
+        if (core->release_cfg)
+            core->release_cfg(r->cfg);
+        free(r);
+    }
+    return px_core_start_health(core);
 }
 
 static bool in_service(px_core *core, const px_peer *p)
@@ -232,11 +315,16 @@ void px_core_stop(px_core *core)
 {
     for (unsigned i = 0; i < core->ngroups; i++) {
         px_group *g = &core->groups[i];
-        if (g->health) {
-            coil_cancel(g->health);
+        if (!g->health)
+            continue;
+        coil_cancel(g->health);
+        /* From a task, wait until the checker let go of the group (its
+         * connection closed); elsewhere it finishes on its own. */
+        if (coil_self())
+            coil_join(g->health, NULL);
+        else
             coil_detach(g->health);
-            g->health = NULL;
-        }
+        g->health = NULL;
     }
 }
 
