@@ -70,6 +70,9 @@ void px_core_exit(px_core *core)
 {
     groups_free(core->groups, core->ngroups);
     core->groups = NULL;
+    if (core->release_cfg && core->cfg)
+        core->release_cfg(core->cfg);
+    core->cfg = NULL;
     while (core->retired) {
         px_retired *r = core->retired;
         core->retired = r->next;
