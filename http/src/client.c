@@ -13,6 +13,7 @@
 
 struct coil_http_client {
     coil_sock sock;
+    coil_loop *loop;
     coil_buf rx;               /* received, not parsed yet */
     coil__http_parser parser;
     bool head_done;
@@ -33,6 +34,7 @@ int coil_http_client_connect(coil_loop *loop, const struct sockaddr *addr, sockl
     if (!c)
         return -ENOMEM;
     c->arena_size = arena;
+    c->loop = loop;
     coil__http_limits lim = {
         .max_request_line = 8192,
         .max_header_bytes = max_header_bytes,
@@ -177,6 +179,114 @@ ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t d
             return event_error(c);
         rx_advance(c, used);
     }
+}
+
+ssize_t coil_http_client_body_splice(coil_http_client *c, coil_sock *to, int64_t idle_ns)
+{
+    if (c->body_done)
+        return 0;
+    if (c->broken || !c->head_done)
+        return -EPROTO;
+    const coil__http_head *h = &c->parser.head;
+    if (h->chunked || h->content_length < 0)
+        return -EINVAL;
+    /* As on the server side: nothing is received behind the parser's back,
+     * so after the bytes already here the socket holds exactly the rest of
+     * the body. */
+    coil_sock_rx_single(&c->sock, true);
+    int err = coil_sock_rx_stop(&c->sock);
+    if (err < 0) {
+        c->broken = true;
+        return err;
+    }
+    ssize_t moved = 0;
+    for (;;) {
+        size_t used = 0;
+        coil__http_event ev = coil__http_parser_feed(&c->parser, c->rx.data, c->rx.len, &used);
+        if (ev == COIL__HTTP_BODY) {
+            size_t len = c->parser.chunk_len;
+            ssize_t n = coil_send(to, c->parser.chunk, len, coil_deadline_in(c->loop, idle_ns));
+            rx_advance(c, used);
+            if (n < 0) {
+                c->broken = true;
+                return -EPIPE;
+            }
+            moved += (ssize_t)len;
+            continue;
+        }
+        rx_advance(c, used);
+        if (ev == COIL__HTTP_DONE) {
+            c->body_done = true;
+            coil_sock_rx_single(&c->sock, false);
+            return moved;
+        }
+        if (ev == COIL__HTTP_ERROR)
+            return event_error(c);
+        coil_buf_release(&c->rx);
+        if (!coil_sock_rx_pending(&c->sock))
+            break;
+        ssize_t n = coil_recv_buf(&c->sock, &c->rx, coil_deadline_in(c->loop, idle_ns));
+        if (n <= 0) {
+            c->broken = true;
+            return n == 0 ? -EPROTO : n;
+        }
+    }
+    /* The rest moves socket to socket, unseen by the parser: the body is
+     * marked done once it all moved, and the next coil_http_client_read_head()
+     * resets the parser before feeding it. */
+    uint64_t left = (uint64_t)h->content_length - c->parser.body_seen;
+    while (left) {
+        ssize_t n = coil_splice(&c->sock, to, left, coil_deadline_in(c->loop, idle_ns));
+        if (n == 0) {
+            c->broken = true;
+            return -EPROTO;
+        }
+        if (n < 0) {
+            c->broken = true;
+            if (!coil__http_splice_source_failed(&c->sock, n))
+                return n == -ECANCELED ? -ECANCELED : -EPIPE;
+            return n == -EPIPE ? -ECONNRESET : n;
+        }
+        left -= (uint64_t)n;
+        moved += n;
+    }
+    c->body_done = true;
+    /* Back to a multishot receive for the next response on a pooled
+     * connection. */
+    coil_sock_rx_single(&c->sock, false);
+    return moved;
+}
+
+ssize_t coil_http_response_splice_from(coil_http_request *req, coil_http_client *c,
+                                       int64_t idle_ns)
+{
+    coil__http_exchange *x = req->x;
+    if (x->resp_state != RESP_BEGUN)
+        return x->resp_state == RESP_NONE ? -EINVAL : -EALREADY;
+    const coil__http_head *h = &c->parser.head;
+    if (x->chunked || x->until_close || x->no_body || x->resp_len < 0 || h->chunked ||
+        h->content_length < 0 || !c->head_done || c->broken)
+        return -EINVAL;
+    uint64_t left = c->body_done ? 0 : (uint64_t)h->content_length - c->parser.body_seen;
+    if (x->resp_written + left > (uint64_t)x->resp_len)
+        return -EMSGSIZE;
+    /* The head (and answers to earlier pipelined requests) must reach the
+     * socket before body bytes do: the splice bypasses x->out. */
+    if (coil__http_flush(x) < 0) {
+        x->resp_state = RESP_FAILED;
+        return -EPIPE;
+    }
+    coil__http_conn *conn = x->conn;
+    int64_t send_ns = conn->srv->cfg.timeouts.send_idle_ns;
+    ssize_t n = coil_http_client_body_splice(c, &conn->sock, idle_ns > send_ns ? idle_ns : send_ns);
+    if (n < 0) {
+        x->resp_state = RESP_FAILED;
+        conn->close_after = true;
+        return n;
+    }
+    x->resp_written += (uint64_t)n;
+    x->bytes_out += (uint64_t)n;
+    return n;
 }
 
 bool coil_http_client_reusable(const coil_http_client *c)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "http_impl.h"
 
@@ -395,6 +396,34 @@ static int send_continue(coil__http_exchange *x)
     return n < 0 ? (int)n : 0;
 }
 
+/* Before the first body byte is waited for: "100 Continue" if the client
+ * asked for it, and the body limit handed to the parser. */
+static int body_start(coil__http_exchange *x)
+{
+    /* Only while no final answer has gone out: a queued head does not count. */
+    bool final_sent = x->resp_state == RESP_ENDED || (x->resp_state == RESP_BEGUN && x->out_len == x->out_prev);
+    if (x->parser->head.expect_continue && !x->continue_sent && !final_sent) {
+        int err = send_continue(x);
+        if (err < 0)
+            return body_fail(x, err);
+    }
+    x->parser->limits.max_body = x->body_limit;
+    return 0;
+}
+
+/* Past body_idle_ns, a body arriving slower than body_min_rate is cut off. */
+static bool body_too_slow(coil__http_exchange *x)
+{
+    coil_http_server *srv = x->conn->srv;
+    int64_t now = coil_now(srv->loop);
+    if (!x->body_first_ns)
+        x->body_first_ns = now;
+    const coil_http_timeouts *t = &srv->cfg.timeouts;
+    int64_t elapsed = now - x->body_first_ns;
+    return t->body_min_rate && elapsed > t->body_idle_ns &&
+           x->body_read * 1000000000ull / (uint64_t)elapsed < t->body_min_rate;
+}
+
 ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
 {
     coil__http_exchange *x = req->x;
@@ -405,14 +434,9 @@ ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
         return 0;
     if (x->body_state == BODY_FAILED)
         return x->body_error;
-    /* Only while no final answer has gone out: a queued head does not count. */
-    bool final_sent = x->resp_state == RESP_ENDED || (x->resp_state == RESP_BEGUN && x->out_len == x->out_prev);
-    if (x->parser->head.expect_continue && !x->continue_sent && !final_sent) {
-        int err = send_continue(x);
-        if (err < 0)
-            return body_fail(x, err);
-    }
-    x->parser->limits.max_body = x->body_limit;
+    int err = body_start(x);
+    if (err < 0)
+        return err;
     /* The body is read at the handler's pace: single-shot receives, so a
      * handler that stops reading leaves the bytes in the kernel and TCP
      * pushes back on the client. */
@@ -445,17 +469,12 @@ ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
         /* A declared body larger than allowed was refused at the head;
          * here the bytes arrive: each read must make progress within the
          * idle timeout, and overall at the minimum rate. */
-        int64_t now = coil_now(srv->loop);
-        if (!x->body_first_ns)
-            x->body_first_ns = now;
-        const coil_http_timeouts *t = &srv->cfg.timeouts;
-        int64_t elapsed = now - x->body_first_ns;
-        if (t->body_min_rate && elapsed > t->body_idle_ns &&
-            x->body_read * 1000000000ull / (uint64_t)elapsed < t->body_min_rate) {
+        if (body_too_slow(x)) {
             srv->stats.timeouts++;
             return body_fail(x, -ETIMEDOUT);
         }
-        ssize_t n = coil_recv_buf(&c->sock, &c->rx, coil_deadline_in(srv->loop, t->body_idle_ns));
+        ssize_t n = coil_recv_buf(&c->sock, &c->rx,
+                                  coil_deadline_in(srv->loop, srv->cfg.timeouts.body_idle_ns));
         if (n == 0)
             return body_fail(x, -ECONNRESET);
         if (n < 0) {
@@ -464,6 +483,110 @@ ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
             return body_fail(x, (int)n);
         }
     }
+}
+
+bool coil__http_splice_source_failed(coil_sock *from, ssize_t err)
+{
+    if (err == -ECANCELED)
+        return false;
+    char b;
+    ssize_t n = recv(from->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        return false; /* bytes wait on the source: the sink did not take them */
+    if (n == 0)
+        return true;  /* end of stream before the body ended */
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return err == -ETIMEDOUT; /* source alive but silent: it was too slow */
+    return true;
+}
+
+ssize_t coil_http_body_splice(coil_http_request *req, coil_sock *to, int64_t idle_ns)
+{
+    coil__http_exchange *x = req->x;
+    coil__http_conn *c = x->conn;
+    coil_http_server *srv = c->srv;
+    if (x->body_state == BODY_DONE)
+        return 0;
+    if (x->body_state == BODY_FAILED)
+        return x->body_error;
+    if (req->chunked || req->content_length < 0)
+        return -EINVAL;
+    if (x->body_limit && (uint64_t)req->content_length > x->body_limit)
+        return body_fail(x, -EMSGSIZE);
+    int err = body_start(x);
+    if (err < 0)
+        return err;
+    const coil_http_timeouts *t = &srv->cfg.timeouts;
+    int64_t step_ns = idle_ns > t->body_idle_ns ? idle_ns : t->body_idle_ns;
+    /* Nothing may be received behind the parser's back: single-shot
+     * receives, and the multishot stopped, so that after the bytes already
+     * received the kernel holds exactly the rest of the body (and whatever
+     * a pipelining client sent after it). */
+    coil_sock_rx_single(&c->sock, true);
+    err = coil_sock_rx_stop(&c->sock);
+    if (err < 0)
+        return body_fail(x, err);
+    ssize_t moved = 0;
+    /* Bytes already received — in rx, then in buffers the multishot had
+     * filled — go through the parser as usual, which keeps its count right
+     * and stops at the body's end even when the next request follows in
+     * the same buffer. */
+    for (;;) {
+        size_t used = 0;
+        coil__http_event ev = coil__http_parser_feed(x->parser, c->rx.data, c->rx.len, &used);
+        if (ev == COIL__HTTP_BODY) {
+            size_t len = x->parser->chunk_len;
+            ssize_t n = coil_send(to, x->parser->chunk, len, coil_deadline_in(srv->loop, step_ns));
+            coil__http_rx_advance(c, used);
+            if (n < 0)
+                return body_fail(x, -EPIPE);
+            x->body_read += len;
+            moved += (ssize_t)len;
+            continue;
+        }
+        if (used)
+            coil__http_rx_advance(c, used);
+        if (ev == COIL__HTTP_DONE) {
+            x->body_state = BODY_DONE;
+            return moved;
+        }
+        if (ev == COIL__HTTP_ERROR)
+            return body_fail(x, x->parser->error_status == 413 ? -EMSGSIZE : -EPROTO);
+        coil_buf_release(&c->rx);
+        if (!coil_sock_rx_pending(&c->sock))
+            break;
+        ssize_t n = coil_recv_buf(&c->sock, &c->rx, coil_deadline_in(srv->loop, t->body_idle_ns));
+        if (n == 0)
+            return body_fail(x, -ECONNRESET);
+        if (n < 0)
+            return body_fail(x, (int)n);
+    }
+    /* The rest moves socket to socket. The parser never sees these bytes:
+     * once they are all moved the body is marked done, and the parser is
+     * reset before the next request is fed to it (server.c), so its state
+     * inside this body does not matter any more. */
+    uint64_t left = (uint64_t)req->content_length - x->parser->body_seen;
+    while (left) {
+        if (body_too_slow(x)) {
+            srv->stats.timeouts++;
+            return body_fail(x, -ETIMEDOUT);
+        }
+        ssize_t n = coil_splice(&c->sock, to, left, coil_deadline_in(srv->loop, step_ns));
+        if (n == 0)
+            return body_fail(x, -ECONNRESET);
+        if (n < 0) {
+            if (!coil__http_splice_source_failed(&c->sock, n))
+                return body_fail(x, n == -ECANCELED ? -ECANCELED : -EPIPE);
+            if (n == -ETIMEDOUT)
+                srv->stats.timeouts++;
+            return body_fail(x, n == -EPIPE ? -ECONNRESET : (int)n);
+        }
+        left -= (uint64_t)n;
+        x->body_read += (uint64_t)n;
+        moved += n;
+    }
+    x->body_state = BODY_DONE;
+    return moved;
 }
 
 ssize_t coil_http_body_read_into(coil_http_request *req, void *buf, size_t len)

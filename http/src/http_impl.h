@@ -82,6 +82,13 @@ int coil__http_body_discard(coil__http_exchange *x);
 /* Finishes the response after the handler returned. */
 int coil__http_exchange_finish(coil__http_exchange *x, int handler_result);
 
+/* After a coil_splice() from `from` failed with err: true when the source
+ * is to blame (closed, reset, or silent past the deadline), false when the
+ * sink is (it refused or stalled while the source still had bytes). A
+ * heuristic — the call reports one errno for both sides — good enough to
+ * pick the status to answer with. */
+bool coil__http_splice_source_failed(coil_sock *from, ssize_t err);
+
 /* date.c: "Sun, 06 Nov 1994 08:49:37 GMT", cached per thread and second */
 const char *coil__http_date(void);
 

@@ -148,7 +148,7 @@ static int get_size(parser *p, const key_def *k, const char *v, uint64_t *out)
         default: break;
         }
     }
-    uint64_t x;
+    uint64_t x = 0;
     bool overflow;
     if (!parse_u64(v, n, &x, &overflow) && !overflow)
         return fail(p, p->line, "bad size '%s' (use k, m or g)", v);
@@ -176,7 +176,7 @@ static int get_duration(parser *p, const key_def *k, const char *v, int64_t *out
     } else {
         return fail(p, p->line, "bad duration '%s' (use ms, s or m)", v);
     }
-    uint64_t x;
+    uint64_t x = 0;
     bool overflow;
     if (!parse_u64(v, n, &x, &overflow) && !overflow)
         return fail(p, p->line, "bad duration '%s' (use ms, s or m)", v);
@@ -321,7 +321,7 @@ static bool valid_host(const char *s)
 
 static int set_u32(parser *p, void *obj, const key_def *k, char *v)
 {
-    uint64_t x;
+    uint64_t x = 0;
     if (get_number(p, k, v, &x) < 0)
         return -1;
     *(uint32_t *)((char *)obj + k->off) = (uint32_t)x;
@@ -330,7 +330,7 @@ static int set_u32(parser *p, void *obj, const key_def *k, char *v)
 
 static int set_size32(parser *p, void *obj, const key_def *k, char *v)
 {
-    uint64_t x;
+    uint64_t x = 0;
     if (get_size(p, k, v, &x) < 0)
         return -1;
     *(uint32_t *)((char *)obj + k->off) = (uint32_t)x;
@@ -339,7 +339,7 @@ static int set_size32(parser *p, void *obj, const key_def *k, char *v)
 
 static int set_size64(parser *p, void *obj, const key_def *k, char *v)
 {
-    uint64_t x;
+    uint64_t x = 0;
     if (get_size(p, k, v, &x) < 0)
         return -1;
     *(uint64_t *)((char *)obj + k->off) = x;

@@ -3,7 +3,9 @@
  * (never the raw bytes of the client's message), stream the body up, read
  * the response head, stream the body down. Bodies move as borrowed views:
  * a chunk received from one socket is sent to the other from the buffer it
- * arrived in, inside this one task.
+ * arrived in, inside this one task. With forward = splice, Content-Length
+ * bodies skip user space altogether (coil_splice through a pipe); chunked
+ * bodies, which are re-framed, still take the buffers.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -281,8 +283,30 @@ static int forward(coil_http_service *self, coil_http_request *req)
     int status = 0;
     int result = 0;
 
+    /* forward = splice: a Content-Length body goes socket to socket in the
+     * kernel; a chunked one is re-framed, so it always takes the buffers. */
+    bool splice = strcmp(core->cfg->forward_mode, "splice") == 0;
+    bool body_moved = false;
+    if (splice && !chunked_up && req->content_length > 0) {
+        ssize_t n = coil_http_body_splice(req, coil_http_client_sock(up), idle);
+        if (n == -EPIPE) {
+            px_peer_failed(core, g, peer);
+            error_answer(req, 502, "upstream stopped reading the request");
+            status = 502;
+            goto drop;
+        }
+        if (n < 0 && n != -EINVAL) {
+            result = (int)n;
+            goto drop;
+        }
+        if (n >= 0) {
+            core->metrics.bytes_in += (uint64_t)n;
+            body_moved = true;
+        }
+    }
+
     /* Request body up, chunk by chunk, at the client's pace. */
-    for (;;) {
+    while (!body_moved) {
         coil_buf b;
         ssize_t n = coil_http_body_read(req, &b);
         if (n == 0)
@@ -349,7 +373,26 @@ static int forward(coil_http_service *self, coil_http_request *req)
         result = err;
         goto drop;
     }
-    for (;;) {
+    body_moved = false;
+    if (splice && rh.has_body && !rh.chunked && len > 0) {
+        ssize_t n = coil_http_response_splice_from(req, up, idle);
+        if (n == -EPIPE) {
+            result = -EPIPE;
+            goto drop;
+        }
+        if (n < 0 && n != -EINVAL) {
+            /* The upstream died mid-body: as below. */
+            px_peer_failed(core, g, peer);
+            core->metrics.upstream_errors++;
+            result = -EPROTO;
+            goto drop;
+        }
+        if (n >= 0) {
+            core->metrics.bytes_out += (uint64_t)n;
+            body_moved = true;
+        }
+    }
+    while (!body_moved) {
         coil_buf b;
         ssize_t n = coil_http_client_read_body(up, &b, coil_deadline_in(core->loop, idle));
         if (n == 0)

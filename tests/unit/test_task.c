@@ -188,7 +188,7 @@ static int cancel_main(void *arg)
     int64_t t0 = coil_now(&loop);
     coil_cancel(t);
     assert_int_equal(coil_join(t, NULL), 0);
-    assert_true(coil_now(&loop) - t0 < 1000 * MS);
+    assert_true(coil_now(&loop) - t0 < 5000 * MS);
     assert_int_equal(res[0], -ECANCELED);
     assert_int_equal(res[1], -ECANCELED);
     assert_int_equal(res[2], -ECANCELED);

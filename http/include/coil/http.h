@@ -90,6 +90,28 @@ ssize_t coil_http_body_read_into(coil_http_request *req, void *buf, size_t len);
  * error as coil_http_body_read (-EMSGSIZE past max). */
 ssize_t coil_http_body_read_all(coil_http_request *req, char **out, size_t max);
 
+/* Moves the whole request body, which must have a Content-Length, to the
+ * socket to, inside the kernel where it can: body bytes the connection
+ * already received are sent from its buffers, the rest goes with
+ * coil_splice() straight from the client's socket (so it is neither copied
+ * to user space nor seen by middleware). Sends "100 Continue" first as
+ * coil_http_body_read does. Afterwards the body is done (a next
+ * coil_http_body_read returns 0) and the next pipelined request is parsed as
+ * usual. Each step — a read from the client, a write to to — must make
+ * progress within the larger of idle_ns and the server's body_idle_ns; the
+ * server's body_min_rate applies. to must be a socket of the same loop,
+ * valid for the call, with no other send on it under way.
+ * Returns the bytes moved (0 when the body was already read), or
+ * -EINVAL: the body is chunked (nothing was read: use coil_http_body_read),
+ * -EMSGSIZE: the declared length passes the body limit (413 if no response
+ *  started), -EPIPE: to failed or stalled (an unknown part of the body went
+ *  out; the connection to the client will close), and the client-side errors
+ *  of coil_http_body_read: -ETIMEDOUT, -EPROTO, -ECONNRESET, -ECANCELED.
+ * Which side failed is inferred from the client socket's state afterwards
+ * (see the source): a client that closes just as to stalls may be reported
+ * as -ECONNRESET. Loop thread, from the handler's task. */
+ssize_t coil_http_body_splice(coil_http_request *req, coil_sock *to, int64_t idle_ns);
+
 /* Sets this request's body limit (bytes) before the body is read; routes
  * use it. The server's limits.max_body stays the ceiling: a declared length
  * above it was refused with 413 before the handler ran, so a route can only

@@ -54,6 +54,37 @@ int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t 
  * connection closed before the body ended), -ETIMEDOUT, ... */
 ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t deadline);
 
+/* Moves the whole response body, which must have a Content-Length, to the
+ * socket to: bytes already received are sent from their buffers, the rest
+ * goes with coil_splice() from the upstream socket, never through user
+ * space. Each step must make progress within idle_ns. Afterwards the
+ * response is read completely (coil_http_client_reusable() may hold).
+ * to must be a socket of the same loop, valid for the call, with no other
+ * send on it under way. Returns the bytes moved (0 when the body was
+ * already read, or there is none), or -EINVAL: chunked or delimited by the
+ * close (nothing was read: use coil_http_client_read_body), -EPIPE: to
+ * failed or stalled, -EPROTO: the upstream closed before the body ended,
+ * -ECONNRESET, -ETIMEDOUT (the upstream sent nothing within idle_ns),
+ * -ECANCELED. After any error the connection is not reusable. */
+ssize_t coil_http_client_body_splice(coil_http_client *c, coil_sock *to, int64_t idle_ns);
+
+/* The streamed response to req continues with the body of c's response:
+ * sends the head queued by coil_http_response_begin() (which must have
+ * announced the same Content-Length as the upstream's), then moves the body
+ * with coil_http_client_body_splice() to the client's socket and counts it
+ * as written, so coil_http_response_end() finds the announced length.
+ * Each step must make progress within the larger of idle_ns and the
+ * server's send_idle_ns. Returns the bytes moved, or -EINVAL (no response
+ * begun with a Content-Length, or c's body is chunked or runs to the close:
+ * nothing was sent, stream it with coil_http_response_write_buf), -EMSGSIZE
+ * (c's body is longer than announced), -EPIPE (the client is gone or
+ * stalled), or the upstream's errors as coil_http_client_body_splice
+ * (-EPROTO, -ECONNRESET, -ETIMEDOUT, -ECANCELED). After an error other
+ * than -EINVAL the response failed, the client's connection closes and c is
+ * not reusable. req and c must stay valid for the call. */
+ssize_t coil_http_response_splice_from(coil_http_request *req, coil_http_client *c,
+                                       int64_t idle_ns);
+
 /* True when the last response was read completely and both sides want to
  * keep the connection: it may carry another request. */
 bool coil_http_client_reusable(const coil_http_client *c);
