@@ -114,9 +114,11 @@ int coil_loop_init(coil_loop *loop, const coil_loop_options *opts)
     l->wake_efd = -1;
     l->now = coil__clock_ns();
     coil__ctx_init_main(&l->sched_ctx);
-    /* Keep a few stacks with their pages for reuse; beyond that return the
-     * pages to the kernel after a burst, and beyond 1024 unmap. */
-    err = coil__stack_pool_init(&l->stacks, l->opts.stack_size, 16, 1024);
+    /* Freed stacks keep their pages while the loop is busy: giving them back
+     * on every put made each new task fault its stack in again, a cliff past
+     * a handful of concurrent connections. The pages go back once the loop
+     * has been idle (see turn()); beyond 1024 cached stacks are unmapped. */
+    err = coil__stack_pool_init(&l->stacks, l->opts.stack_size, 1024, 1024);
     if (err < 0)
         goto fail_free;
     err = coil__bufpool_init(&l->bufs, l->opts.buf_count, l->opts.buf_size);
@@ -197,6 +199,11 @@ static int turn(coil_loop *loop, int64_t timeout_ns)
     l->running = true;
     l->loop_turns++;
     l->now = coil__clock_ns();
+    /* After a burst (no task live), at most once a second. */
+    if (!l->tasks_live && l->stacks.cached > 16 && l->now - l->last_trim > 1000000000) {
+        coil__stack_pool_trim(&l->stacks);
+        l->last_trim = l->now;
+    }
     coil__msgs_run(l);
     coil__run_ready(l);
     /* Nothing alive: nothing of ours could end a wait, so do not block. */

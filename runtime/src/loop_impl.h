@@ -144,6 +144,7 @@ struct coil__loop {
     coil_timer stack_trim_timer;
 
     int64_t now;
+    int64_t last_trim;         /* when idle stacks last gave their pages back */
     bool timers_running;       /* inside coil__timers_run */
     bool stop;
     bool exiting;
