@@ -61,14 +61,6 @@ coil_sock *coil_http_client_sock(coil_http_client *c)
     return &c->sock;
 }
 
-static void rx_advance(coil_http_client *c, size_t n)
-{
-    c->rx.data += n;
-    c->rx.len -= n;
-    if (!c->rx.len)
-        coil_buf_release(&c->rx);
-}
-
 /* Feeds until an event other than NEED_MORE; at end of stream lets the
  * parser decide (a body delimited by the close ends there). */
 static coil__http_event next_event(coil_http_client *c, int64_t deadline, size_t *used)
@@ -78,7 +70,7 @@ static coil__http_event next_event(coil_http_client *c, int64_t deadline, size_t
             coil__http_event ev = coil__http_parser_feed(&c->parser, c->rx.data, c->rx.len, used);
             if (ev != COIL__HTTP_NEED_MORE)
                 return ev;
-            rx_advance(c, *used);
+            coil__http_buf_consume(&c->rx, *used);
         }
         coil_buf_release(&c->rx);
         ssize_t n = coil_recv_buf(&c->sock, &c->rx, deadline);
@@ -125,7 +117,7 @@ int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t 
             int err = event_error(c);
             return err == -EPROTO && !c->parser.head.status ? -ECONNRESET : err;
         }
-        rx_advance(c, used);
+        coil__http_buf_consume(&c->rx, used);
         if (ev != COIL__HTTP_HEAD)
             continue;
         const coil__http_head *h = &c->parser.head;
@@ -163,7 +155,7 @@ ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t d
         if (ev == COIL__HTTP_BODY) {
             size_t off = (size_t)(c->parser.chunk - c->rx.data);
             int err = coil_buf_share(&c->rx, off, c->parser.chunk_len, out);
-            rx_advance(c, used);
+            coil__http_buf_consume(&c->rx, used);
             if (err < 0) {
                 c->broken = true;
                 return err;
@@ -171,13 +163,13 @@ ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t d
             return (ssize_t)out->len;
         }
         if (ev == COIL__HTTP_DONE) {
-            rx_advance(c, used);
+            coil__http_buf_consume(&c->rx, used);
             c->body_done = true;
             return 0;
         }
         if (ev == COIL__HTTP_ERROR)
             return event_error(c);
-        rx_advance(c, used);
+        coil__http_buf_consume(&c->rx, used);
     }
 }
 
@@ -206,7 +198,7 @@ ssize_t coil_http_client_body_splice(coil_http_client *c, coil_sock *to, int64_t
         if (ev == COIL__HTTP_BODY) {
             size_t len = c->parser.chunk_len;
             ssize_t n = coil_send(to, c->parser.chunk, len, coil_deadline_in(c->loop, idle_ns));
-            rx_advance(c, used);
+            coil__http_buf_consume(&c->rx, used);
             if (n < 0) {
                 c->broken = true;
                 return -EPIPE;
@@ -214,7 +206,7 @@ ssize_t coil_http_client_body_splice(coil_http_client *c, coil_sock *to, int64_t
             moved += (ssize_t)len;
             continue;
         }
-        rx_advance(c, used);
+        coil__http_buf_consume(&c->rx, used);
         if (ev == COIL__HTTP_DONE) {
             c->body_done = true;
             coil_sock_rx_single(&c->sock, false);

@@ -450,14 +450,14 @@ ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
         if (ev == COIL__HTTP_BODY) {
             size_t off = (size_t)(x->parser->chunk - c->rx.data);
             int err = coil_buf_share(&c->rx, off, x->parser->chunk_len, out);
-            coil__http_rx_advance(c, used);
+            coil__http_buf_consume(&c->rx, used);
             if (err < 0)
                 return body_fail(x, err);
             x->body_read += out->len;
             return (ssize_t)out->len;
         }
         if (used)
-            coil__http_rx_advance(c, used);
+            coil__http_buf_consume(&c->rx, used);
         if (ev == COIL__HTTP_DONE) {
             x->body_state = BODY_DONE;
             return 0;
@@ -537,7 +537,7 @@ ssize_t coil_http_body_splice(coil_http_request *req, coil_sock *to, int64_t idl
         if (ev == COIL__HTTP_BODY) {
             size_t len = x->parser->chunk_len;
             ssize_t n = coil_send(to, x->parser->chunk, len, coil_deadline_in(srv->loop, step_ns));
-            coil__http_rx_advance(c, used);
+            coil__http_buf_consume(&c->rx, used);
             if (n < 0)
                 return body_fail(x, -EPIPE);
             x->body_read += len;
@@ -545,7 +545,7 @@ ssize_t coil_http_body_splice(coil_http_request *req, coil_sock *to, int64_t idl
             continue;
         }
         if (used)
-            coil__http_rx_advance(c, used);
+            coil__http_buf_consume(&c->rx, used);
         if (ev == COIL__HTTP_DONE) {
             x->body_state = BODY_DONE;
             return moved;

@@ -92,7 +92,14 @@ bool coil__http_splice_source_failed(coil_sock *from, ssize_t err);
 /* date.c: "Sun, 06 Nov 1994 08:49:37 GMT", cached per thread and second */
 const char *coil__http_date(void);
 
-/* server.c */
-void coil__http_rx_advance(coil__http_conn *c, size_t n);
+/* Drops the first n bytes of a received view (they were parsed); the
+ * buffer goes back to its pool once nothing of it is left. */
+static inline void coil__http_buf_consume(coil_buf *b, size_t n)
+{
+    b->data += n;
+    b->len -= n;
+    if (!b->len)
+        coil_buf_release(b);
+}
 
 #endif

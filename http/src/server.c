@@ -37,14 +37,6 @@ void coil_http_server_config_default(coil_http_server_config *cfg)
     };
 }
 
-void coil__http_rx_advance(coil__http_conn *c, size_t n)
-{
-    c->rx.data += n;
-    c->rx.len -= n;
-    if (!c->rx.len)
-        coil_buf_release(&c->rx);
-}
-
 static void conn_free(coil__http_conn *c)
 {
     coil_http_server *srv = c->srv;
@@ -121,7 +113,7 @@ static coil__http_event read_head(coil__http_conn *c, coil__http_parser *p, coil
         size_t used = 0;
         coil__http_event ev = coil__http_parser_feed(p, c->rx.data, c->rx.len, &used);
         any = true;
-        coil__http_rx_advance(c, used);
+        coil__http_buf_consume(&c->rx, used);
         if (ev != COIL__HTTP_NEED_MORE)
             return ev;
     }
