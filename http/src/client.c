@@ -16,9 +16,12 @@ struct coil_http_client {
     coil_loop *loop;
     coil_buf rx;               /* received, not parsed yet */
     coil__http_parser parser;
+    bool head_pending;         /* a response head is being read (resumable after a timeout) */
     bool head_done;
     bool body_done;
     bool broken;
+    bool report_continue;      /* read_head returns a 100 (Continue) head */
+    int recv_error;            /* of the last receive that failed */
     size_t arena_size;
     char arena[];
 };
@@ -80,8 +83,11 @@ static coil__http_event next_event(coil_http_client *c, int64_t deadline, size_t
         }
         if (n < 0) {
             *used = 0;
-            c->broken = true;
-            c->parser.error_status = (int)n; /* carried to the caller below */
+            c->recv_error = (int)n;
+            /* Waiting for a head can resume after a deadline: the parser
+             * keeps what it has. Anything else leaves the stream unknown. */
+            if (!(n == -ETIMEDOUT && c->head_pending))
+                c->broken = true;
             return COIL__HTTP_ERROR;
         }
     }
@@ -89,8 +95,11 @@ static coil__http_event next_event(coil_http_client *c, int64_t deadline, size_t
 
 static int event_error(coil_http_client *c)
 {
+    int e = c->recv_error;
+    c->recv_error = 0;
+    if (e == -ETIMEDOUT && !c->broken)
+        return e;
     c->broken = true;
-    int e = c->parser.error_status;
     return e < 0 ? e : -EPROTO;
 }
 
@@ -107,14 +116,19 @@ int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t 
             break;
         }
     }
-    coil__http_parser_reset(&c->parser);
-    coil__http_parser_set_request_method(&c->parser, mid);
-    c->head_done = c->body_done = false;
+    if (!c->head_pending) {
+        coil__http_parser_reset(&c->parser);
+        coil__http_parser_set_request_method(&c->parser, mid);
+        c->head_done = c->body_done = false;
+        c->head_pending = true;
+    }
     for (;;) {
         size_t used = 0;
         coil__http_event ev = next_event(c, deadline, &used);
         if (ev == COIL__HTTP_ERROR) {
             int err = event_error(c);
+            if (c->broken)
+                c->head_pending = false;
             return err == -EPROTO && !c->parser.head.status ? -ECONNRESET : err;
         }
         coil__http_buf_consume(&c->rx, used);
@@ -123,9 +137,16 @@ int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t 
         const coil__http_head *h = &c->parser.head;
         if (h->status >= 100 && h->status < 200 && h->status != 101) {
             /* An interim answer: the final one follows. */
+            bool report = h->status == 100 && c->report_continue;
             coil__http_parser_reset(&c->parser);
+            if (report) {
+                *out = (coil_http_response_head){ .status = 100, .version_minor = 1,
+                                                  .content_length = -1 };
+                return 0;
+            }
             continue;
         }
+        c->head_pending = false;
         c->head_done = true;
         c->body_done = !h->has_body;
         *out = (coil_http_response_head){
@@ -279,6 +300,18 @@ ssize_t coil_http_response_splice_from(coil_http_request *req, coil_http_client 
     x->resp_written += (uint64_t)n;
     x->bytes_out += (uint64_t)n;
     return n;
+}
+
+void coil_http_client_report_continue(coil_http_client *c, bool on)
+{
+    c->report_continue = on;
+}
+
+void coil_http_client_take_rest(coil_http_client *c, coil_buf *out)
+{
+    *out = c->rx;
+    c->rx = (coil_buf){ 0 };
+    c->broken = true;
 }
 
 bool coil_http_client_reusable(const coil_http_client *c)

@@ -87,6 +87,8 @@ void coil__http_exchange_init(coil__http_exchange *x, coil__http_conn *c, coil__
         .content_length = h->content_length,
         .chunked = h->chunked,
         .keep_alive = h->keep_alive,
+        .expect_continue = h->expect_continue,
+        .upgrade = h->upgrade,
         .peer = &c->peer,
         .loop = c->srv->loop,
         .core = c->srv->cfg.core,
@@ -126,7 +128,7 @@ int coil__http_flush(coil__http_exchange *x)
     return n < 0 ? (int)n : 0;
 }
 
-static int out_append(coil__http_exchange *x, const void *p, size_t len)
+int coil__http_out_append(coil__http_exchange *x, const void *p, size_t len)
 {
     if (x->out_len + len > COIL__HTTP_OUT_CAP) {
         int err = coil__http_flush(x);
@@ -157,7 +159,7 @@ static bool is_bodyless_status(int status)
     return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-static bool field_is(const coil_http_field *f, const char *name)
+bool coil__http_field_is(const coil_http_field *f, const char *name)
 {
     size_t n = strlen(name);
     return f->name_len == n && strncasecmp(f->name, name, n) == 0;
@@ -165,19 +167,19 @@ static bool field_is(const coil_http_field *f, const char *name)
 
 /* Appends "name: value\r\n"; a value with CR or LF would split the
  * response, so it is refused. */
-static int out_field(coil__http_exchange *x, const coil_http_field *f)
+int coil__http_out_field(coil__http_exchange *x, const coil_http_field *f)
 {
     if (memchr(f->value, '\r', f->value_len) || memchr(f->value, '\n', f->value_len) ||
         memchr(f->name, ':', f->name_len) || memchr(f->name, '\r', f->name_len) ||
         memchr(f->name, '\n', f->name_len))
         return -EINVAL;
-    int err = out_append(x, f->name, f->name_len);
+    int err = coil__http_out_append(x, f->name, f->name_len);
     if (!err)
-        err = out_append(x, ": ", 2);
+        err = coil__http_out_append(x, ": ", 2);
     if (!err)
-        err = out_append(x, f->value, f->value_len);
+        err = coil__http_out_append(x, f->value, f->value_len);
     if (!err)
-        err = out_append(x, "\r\n", 2);
+        err = coil__http_out_append(x, "\r\n", 2);
     return err;
 }
 
@@ -188,15 +190,15 @@ static int write_head(coil__http_exchange *x, int status, const coil_http_field 
     char line[256];
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
                      coil_http_reason(status), coil__http_date());
-    int err = out_append(x, line, (size_t)n);
+    int err = coil__http_out_append(x, line, (size_t)n);
     for (unsigned i = 0; i < nfields && !err; i++) {
         const coil_http_field *f = &fields[i];
         /* Framing belongs to the server: a handler's own would contradict
          * it and open the door to response splitting. */
-        if (field_is(f, "content-length") || field_is(f, "transfer-encoding") ||
-            field_is(f, "connection") || field_is(f, "date"))
+        if (coil__http_field_is(f, "content-length") || coil__http_field_is(f, "transfer-encoding") ||
+            coil__http_field_is(f, "connection") || coil__http_field_is(f, "date"))
             continue;
-        err = out_field(x, f);
+        err = coil__http_out_field(x, f);
     }
     if (err)
         return err;
@@ -219,7 +221,7 @@ static int write_head(coil__http_exchange *x, int status, const coil_http_field 
     n += snprintf(line + n, sizeof(line) - (size_t)n, "%s\r\n",
                   keep ? (x->req.version_minor == 0 ? "Connection: keep-alive\r\n" : "")
                        : "Connection: close\r\n");
-    return out_append(x, line, (size_t)n);
+    return coil__http_out_append(x, line, (size_t)n);
 }
 
 static int begin(coil__http_exchange *x, int status, const coil_http_field *fields,
@@ -259,7 +261,7 @@ int coil_http_respond(coil_http_request *req, int status, const coil_http_field 
     x->resp_written = len;
     x->bytes_out += len;
     if (x->out_len + len <= COIL__HTTP_OUT_CAP)
-        return out_append(x, body, len);
+        return coil__http_out_append(x, body, len);
     ssize_t n = send_with_out(x, body, len);
     if (n < 0) {
         x->resp_state = RESP_FAILED;
@@ -341,11 +343,11 @@ int coil_http_response_end(coil_http_request *req, const coil_http_field *traile
     }
     if (!x->chunked)
         return 0;
-    int err = out_append(x, "0\r\n", 3);
+    int err = coil__http_out_append(x, "0\r\n", 3);
     for (unsigned i = 0; i < ntrailers && !err; i++)
-        err = out_field(x, &trailers[i]);
+        err = coil__http_out_field(x, &trailers[i]);
     if (!err)
-        err = out_append(x, "\r\n", 2);
+        err = coil__http_out_append(x, "\r\n", 2);
     return err;
 }
 
@@ -400,6 +402,10 @@ static int send_continue(coil__http_exchange *x)
  * asked for it, and the body limit handed to the parser. */
 static int body_start(coil__http_exchange *x)
 {
+    /* A limit set by the handler (the server's own was checked at the
+     * head): refused before the client is invited to send. */
+    if (x->body_limit && x->req.content_length > 0 && (uint64_t)x->req.content_length > x->body_limit)
+        return body_fail(x, -EMSGSIZE);
     /* Only while no final answer has gone out: a queued head does not count. */
     bool final_sent = x->resp_state == RESP_ENDED || (x->resp_state == RESP_BEGUN && x->out_len == x->out_prev);
     if (x->parser->head.expect_continue && !x->continue_sent && !final_sent) {
@@ -409,6 +415,27 @@ static int body_start(coil__http_exchange *x)
     }
     x->parser->limits.max_body = x->body_limit;
     return 0;
+}
+
+int coil_http_send_continue(coil_http_request *req)
+{
+    coil__http_exchange *x = req->x;
+    bool final_sent = x->resp_state == RESP_ENDED || (x->resp_state == RESP_BEGUN && x->out_len == x->out_prev);
+    if (!x->parser->head.expect_continue || x->continue_sent || final_sent ||
+        x->body_state != BODY_READING)
+        return 0;
+    int err = send_continue(x);
+    return err < 0 ? body_fail(x, err) : 0;
+}
+
+void coil_http_connection_close(coil_http_request *req)
+{
+    req->x->conn->close_after = true;
+}
+
+void coil_http_log_note(coil_http_request *req, const char *text)
+{
+    snprintf(req->x->log_note, sizeof(req->x->log_note), "%s", text ? text : "");
 }
 
 /* Past body_idle_ns, a body arriving slower than body_min_rate is cut off. */

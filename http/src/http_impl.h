@@ -66,6 +66,7 @@ typedef struct coil__http_exchange {
     size_t out_len;
     size_t out_prev;           /* bytes of out that answer earlier pipelined requests */
     uint64_t bytes_out;
+    char log_note[192];        /* coil_http_log_note(), for the access log */
 } coil__http_exchange;
 
 /* exchange.c */
@@ -73,6 +74,13 @@ void coil__http_exchange_init(coil__http_exchange *x, coil__http_conn *c, coil__
                               char *out);
 /* Sends what waits in x->out. Returns 0 or a negative errno. */
 int coil__http_flush(coil__http_exchange *x);
+/* Queues bytes behind what waits in x->out (sending first when full).
+ * Returns 0 or a negative errno. */
+int coil__http_out_append(coil__http_exchange *x, const void *p, size_t len);
+/* Queues "name: value\r\n". Returns 0 or a negative errno. */
+int coil__http_out_field(coil__http_exchange *x, const coil_http_field *f);
+/* True if the field is name (case-insensitive). */
+bool coil__http_field_is(const coil_http_field *f, const char *name);
 /* Answers with a short plain-text error and marks the connection to close. */
 int coil__http_respond_error(coil__http_exchange *x, int status, const char *why);
 /* Reads and drops the rest of the request body (up to its limit). Returns 0

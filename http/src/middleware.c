@@ -183,11 +183,12 @@ static int log_call(coil_http_service *self, coil_http_request *req)
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     int64_t took_us = (coil_now(req->loop) - req->start_ns) / 1000;
     char line[768];
-    int n = snprintf(line, sizeof(line), "%s %s \"%.*s %.*s\" %d %llu %llu %lldus core=%u\n", when,
-                     peer, (int)req->method_len, req->method,
+    int n = snprintf(line, sizeof(line), "%s %s \"%.*s %.*s\" %d %llu %llu %lldus core=%u%s%s\n",
+                     when, peer, (int)req->method_len, req->method,
                      (int)(req->target_len > 256 ? 256 : req->target_len), req->target,
                      x->status ? x->status : 500, (unsigned long long)x->body_read,
-                     (unsigned long long)x->bytes_out, (long long)took_us, req->core);
+                     (unsigned long long)x->bytes_out, (long long)took_us, req->core,
+                     x->log_note[0] ? " " : "", x->log_note);
     if (n > 0) {
         size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
         if (a->len + len > a->cap)

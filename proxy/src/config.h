@@ -37,6 +37,7 @@ typedef struct px_upstream {
     int64_t connect_timeout_ns;       /* default 2 s */
     int64_t response_timeout_ns;      /* until the response head: default 30 s */
     int64_t idle_timeout_ns;          /* between body bytes either way: default 60 s */
+    int64_t tunnel_timeout_ns;        /* an upgraded connection with no byte either way: default 1 h */
     unsigned fail_threshold;          /* passive health: failures in a row to eject; default 3 */
     int64_t cooldown_ns;              /* ejected for; default 10 s */
     /* active health check; disabled when health_path is empty */
@@ -79,7 +80,8 @@ typedef struct px_config {
     char metrics_host[64];
     uint16_t metrics_port;
     /* limits and timeouts of the client side (defaults as coil_http_server_config_default) */
-    uint64_t max_body;                /* default 0 = unlimited (bodies stream) */
+    uint64_t max_body;                /* default 0 = unlimited (bodies stream); routes may
+                                       * set their own, higher or lower */
     uint32_t max_header_bytes;        /* default 16 KiB; 256..1 MiB */
     uint32_t max_headers;             /* default 100; 1..10000 */
     int64_t header_timeout_ns;        /* default 10 s */

@@ -1,147 +1,30 @@
 /*
  * The forwarding service: route, pick a peer, re-serialise the request head
- * (never the raw bytes of the client's message), stream the body up, read
- * the response head, stream the body down. Bodies move as borrowed views:
- * a chunk received from one socket is sent to the other from the buffer it
- * arrived in, inside this one task. With forward = splice, Content-Length
- * bodies skip user space altogether (coil_splice through a pipe); chunked
- * bodies, which are re-framed, still take the buffers.
+ * (never the raw bytes of the client's message), then move the request body
+ * up while the response comes down. Bodies move as borrowed views: a chunk
+ * received from one socket is sent to the other from the buffer it arrived
+ * in. A request without a body runs in the handler's task alone; one with a
+ * body gets a second task for the way up (upload.c), so an upstream that
+ * answers early, or echoes the body as it comes, is never stuck behind it.
+ * With forward = splice, Content-Length bodies skip user space altogether
+ * (coil_splice through a pipe); chunked bodies, which are re-framed, still
+ * take the buffers. Expect: 100-continue goes to the upstream, whose 100 is
+ * relayed; Upgrade requests become a tunnel after a 101 (tunnel.c).
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "proxy.h"
+#include "forward.h"
 
 #define HEAD_CAP (64 * 1024)
 
-static bool name_is(const coil_http_field *f, const char *name)
-{
-    size_t n = strlen(name);
-    return f->name_len == n && strncasecmp(f->name, name, n) == 0;
-}
-
-/* Is name listed in a Connection field (comma-separated tokens)? */
-static bool named_by_connection(const coil_http_field *fields, uint32_t nfields,
-                                const coil_http_field *f)
-{
-    for (uint32_t i = 0; i < nfields; i++) {
-        if (!name_is(&fields[i], "connection"))
-            continue;
-        const char *v = fields[i].value, *end = v + fields[i].value_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *t = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            if ((size_t)(v - t) == f->name_len && strncasecmp(t, f->name, f->name_len) == 0)
-                return true;
-        }
-    }
-    return false;
-}
-
-/* Hop-by-hop fields (RFC 9110 7.6.1) and the framing we set ourselves. */
-static bool hop_by_hop(const coil_http_field *fields, uint32_t n, const coil_http_field *f)
-{
-    static const char *const names[] = { "connection", "keep-alive", "te", "trailer", "upgrade",
-                                         "proxy-connection", "transfer-encoding",
-                                         "content-length" };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (name_is(f, names[i]))
-            return true;
-    return named_by_connection(fields, n, f);
-}
-
-typedef struct head_buf {
-    char *p;
-    size_t len, cap;
-    bool overflow;
-} head_buf;
-
-static void put(head_buf *h, const void *s, size_t n)
-{
-    if (h->len + n > h->cap) {
-        h->overflow = true;
-        return;
-    }
-    memcpy(h->p + h->len, s, n);
-    h->len += n;
-}
-
-static void puts_(head_buf *h, const char *s)
-{
-    put(h, s, strlen(s));
-}
-
-static void client_ip(const coil_http_request *req, char *out, size_t len)
-{
-    const struct sockaddr_storage *ss = req->peer;
-    if (ss->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)len);
-    else if (ss->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)len);
-    else
-        snprintf(out, len, "unknown");
-}
-
-static void build_request_head(head_buf *h, coil_http_request *req, bool chunked)
-{
-    put(h, req->method, req->method_len);
-    puts_(h, " ");
-    put(h, req->target, req->target_len);
-    puts_(h, " HTTP/1.1\r\n");
-    const coil_http_field *xff = NULL;
-    bool have_host = false;
-    for (uint32_t i = 0; i < req->nfields; i++) {
-        const coil_http_field *f = &req->fields[i];
-        if (hop_by_hop(req->fields, req->nfields, f))
-            continue;
-        if (name_is(f, "x-forwarded-for")) {
-            xff = f;
-            continue;
-        }
-        if (name_is(f, "x-forwarded-proto") || name_is(f, "x-forwarded-host"))
-            continue;
-        have_host |= name_is(f, "host");
-        put(h, f->name, f->name_len);
-        puts_(h, ": ");
-        put(h, f->value, f->value_len);
-        puts_(h, "\r\n");
-    }
-    if (!have_host && req->host_len) {
-        puts_(h, "Host: ");
-        put(h, req->host, req->host_len);
-        puts_(h, "\r\n");
-    }
-    char ip[64];
-    client_ip(req, ip, sizeof(ip));
-    puts_(h, "X-Forwarded-For: ");
-    if (xff) {
-        put(h, xff->value, xff->value_len);
-        puts_(h, ", ");
-    }
-    puts_(h, ip);
-    puts_(h, "\r\nX-Forwarded-Proto: http\r\n");
-    if (req->host_len) {
-        puts_(h, "X-Forwarded-Host: ");
-        put(h, req->host, req->host_len);
-        puts_(h, "\r\n");
-    }
-    puts_(h, "Via: 1.1 coil-proxy\r\n");
-    char line[64];
-    if (chunked)
-        puts_(h, "Transfer-Encoding: chunked\r\n");
-    else if (req->content_length > 0) {
-        snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)req->content_length);
-        puts_(h, line);
-    }
-    puts_(h, "\r\n");
-}
+/* How long a request with Expect: 100-continue waits for the upstream's 100
+ * before its body goes up anyway (an upstream may ignore expectations;
+ * clients give up waiting after about as long). */
+#define EXPECT_WAIT_NS (1000 * 1000 * 1000LL)
 
 static const px_route *route_for(const px_config *cfg, const coil_http_request *req)
 {
@@ -177,33 +60,14 @@ static int error_answer(coil_http_request *req, int status, const char *why)
 {
     if (coil_http_response_started(req))
         return -EPIPE;
+    /* A body not read to its end is not worth reading just to drop it. */
+    if (req->chunked || req->content_length > 0)
+        coil_http_connection_close(req);
     char body[128];
     int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, coil_http_reason(status), why);
     coil_http_field ct = COIL_HTTP_FIELD("Content-Type", "text/plain");
     coil_http_respond(req, status, &ct, 1, body, (size_t)n);
     return 0;
-}
-
-/* One body chunk up, re-framed when chunked. */
-static ssize_t send_up(coil_sock *s, coil_buf *b, bool chunked, int64_t deadline)
-{
-    if (!chunked)
-        return coil_send_buf(s, b, deadline);
-    char size[24];
-    int n = snprintf(size, sizeof(size), "%zx\r\n", b->len);
-    struct iovec iov[3] = { { size, (size_t)n }, { b->data, b->len }, { "\r\n", 2 } };
-    ssize_t r = coil_sendv(s, iov, 3, deadline);
-    coil_buf_release(b);
-    return r;
-}
-
-static bool idempotent(const coil_http_request *req)
-{
-    static const char *const m[] = { "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE" };
-    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
-        if (coil_http_method_is(req, m[i]))
-            return true;
-    return false;
 }
 
 static void account(px_core *core, coil_http_request *req, int status)
@@ -221,206 +85,311 @@ static void account(px_core *core, coil_http_request *req, int status)
     m->latency_sum_us += (uint64_t)(us > 0 ? us : 0);
 }
 
+/* One request on its way through. */
+typedef struct fwd {
+    px_core *core;
+    px_group *g;
+    px_peer *peer;
+    coil_http_request *req;
+    coil_http_client *up;
+    char method[32];
+    px_upload upload;
+    bool uploading;            /* upload holds a task */
+    bool reusable;             /* the upstream connection may be pooled afterwards */
+    int64_t up_start_ns;       /* first connect attempt */
+    int64_t head_sent_ns;
+    int status;                /* for metrics and the log */
+} fwd;
+
+static void log_note(fwd *f)
+{
+    char note[192];
+    if (f->peer)
+        snprintf(note, sizeof(note), "upstream=%s upstream_us=%lld", f->peer->conf->addr_text,
+                 (long long)((coil_now(f->core->loop) - f->up_start_ns) / 1000));
+    else
+        snprintf(note, sizeof(note), "upstream=- upstream_us=-");
+    coil_http_log_note(f->req, note);
+}
+
+/* Connects (pooled or new) and sends the head, trying other peers while it
+ * is safe: nothing of the body was read yet, so a failed head can go again
+ * elsewhere. Returns 0, or the last error. */
+static int connect_and_send(fwd *f, const char *head, size_t len)
+{
+    px_core *core = f->core;
+    px_group *g = f->g;
+    int err = -ECONNREFUSED;
+    unsigned attempts = 1 + g->conf->retries;
+    f->up_start_ns = coil_now(core->loop);
+    for (unsigned a = 0; a < attempts; a++) {
+        px_peer *p = px_pick(core, g, f->req, a ? f->peer : NULL);
+        if (!p)
+            break;
+        f->peer = p;
+        bool reused;
+        err = px_connect(core, g, p, &f->up, &reused);
+        if (err < 0) {
+            px_peer_failed(core, g, p);
+            continue;
+        }
+        ssize_t n = coil_send(coil_http_client_sock(f->up), head, len,
+                              coil_deadline_in(core->loop, g->conf->idle_timeout_ns));
+        if (n >= 0) {
+            f->head_sent_ns = coil_now(core->loop);
+            return 0;
+        }
+        coil_http_client_close(f->up);
+        f->up = NULL;
+        err = (int)n;
+        if (!reused)
+            px_peer_failed(core, g, p);
+    }
+    return err;
+}
+
+/* The request body may go up now: after the upstream's 100, or after
+ * waiting for it long enough. */
+static int open_body(fwd *f)
+{
+    coil_http_client_report_continue(f->up, false);
+    int err = coil_http_send_continue(f->req);
+    px_upload_open(&f->upload, err == 0);
+    return err;
+}
+
+/* Waits for the final response head. The response timeout runs from the
+ * moment the whole request went up: while the body still moves, the wait
+ * goes on in steps. */
+static int read_final_head(fwd *f, bool expect, coil_http_response_head *rh)
+{
+    coil_loop *loop = f->core->loop;
+    int64_t rt = f->g->conf->response_timeout_ns;
+    int64_t expect_deadline = expect ? coil_deadline_in(loop, EXPECT_WAIT_NS) : 0;
+    coil_http_client_report_continue(f->up, expect);
+    for (;;) {
+        bool body_moving = f->uploading && !f->upload.done;
+        int64_t sent = f->uploading ? f->upload.done_ns : f->head_sent_ns;
+        int64_t deadline = body_moving ? coil_deadline_in(loop, rt) : sent + rt;
+        if (expect_deadline && expect_deadline < deadline)
+            deadline = expect_deadline;
+        int err = coil_http_client_read_head(f->up, f->method, deadline, rh);
+        if (err == 0 && rh->status == 100) {
+            expect_deadline = 0;
+            if (open_body(f) < 0)
+                return -ECONNABORTED; /* the client is gone */
+            continue;
+        }
+        if (err != -ETIMEDOUT)
+            return err;
+        if (expect_deadline && coil_now(loop) >= expect_deadline) {
+            expect_deadline = 0;
+            if (open_body(f) < 0)
+                return -ECONNABORTED; /* the client is gone */
+            continue;
+        }
+        if (f->uploading && !f->upload.done)
+            continue; /* the clock starts once the body is up */
+        sent = f->uploading ? f->upload.done_ns : f->head_sent_ns;
+        if (coil_now(loop) < sent + rt)
+            continue;
+        return -ETIMEDOUT;
+    }
+}
+
+/* Ends the upload: cancelled if still under way. A body that did not go up
+ * whole leaves neither connection fit for another request. */
+static void upload_end(fwd *f)
+{
+    if (!f->uploading)
+        return;
+    bool whole = px_upload_finish(&f->upload, !f->upload.done);
+    f->uploading = false;
+    f->core->metrics.bytes_in += f->upload.bytes;
+    if (!whole) {
+        f->reusable = false;
+        if (f->upload.client_error == 0)
+            coil_http_connection_close(f->req);
+    }
+}
+
+/* The upstream failed before a usable response head: answer for it. */
+static int head_failed(fwd *f, int err)
+{
+    px_core *core = f->core;
+    int client_error = f->uploading ? f->upload.client_error : 0;
+    bool upstream_stopped = f->uploading && f->upload.upstream_failed;
+    upload_end(f);
+    if (client_error < 0 || err == -ECANCELED || err == -ECONNABORTED) {
+        /* The client failed or went away (the server answers 413, 408 or
+         * 400 as the body error says): nothing to blame on the upstream. */
+        f->status = 0;
+        return client_error < 0 ? client_error : err;
+    }
+    px_peer_failed(core, f->g, f->peer);
+    if (err == -ETIMEDOUT) {
+        core->metrics.upstream_timeouts++;
+        f->status = 504;
+        return error_answer(f->req, 504, "upstream timed out");
+    }
+    core->metrics.upstream_errors++;
+    f->status = 502;
+    return error_answer(f->req, 502, upstream_stopped  ? "upstream stopped reading the request"
+                                     : err == -EPROTO ? "malformed upstream response"
+                                                      : "upstream closed the connection");
+}
+
+/* The response body down, as it arrives. Returns 0 or a negative errno
+ * (the client then sees no clean end). */
+static int response_body(fwd *f, const coil_http_response_head *rh, int64_t len)
+{
+    px_core *core = f->core;
+    int64_t idle = f->g->conf->idle_timeout_ns;
+    if (!strcmp(core->cfg->forward_mode, "splice") && rh->has_body && !rh->chunked && len > 0) {
+        ssize_t n = coil_http_response_splice_from(f->req, f->up, idle);
+        if (n >= 0) {
+            core->metrics.bytes_out += (uint64_t)n;
+            return 0;
+        }
+        if (n == -EPIPE)
+            return -EPIPE;
+        if (n != -EINVAL)
+            goto upstream_died;
+    }
+    for (;;) {
+        coil_buf b;
+        ssize_t n = coil_http_client_read_body(f->up, &b, coil_deadline_in(core->loop, idle));
+        if (n == 0)
+            return 0;
+        if (n < 0)
+            goto upstream_died;
+        core->metrics.bytes_out += (uint64_t)n;
+        if (coil_http_response_write_buf(f->req, &b) < 0)
+            return -EPIPE;
+    }
+upstream_died:
+    /* The client must not see a clean end: the handler fails and the
+     * connection closes. */
+    px_peer_failed(core, f->g, f->peer);
+    core->metrics.upstream_errors++;
+    return -EPROTO;
+}
+
+/* After a 101: the client's connection and the upstream's carry the new
+ * protocol until either side is done. */
+static int tunnel(fwd *f, const coil_http_response_head *rh)
+{
+    coil_http_field fields[130];
+    unsigned nf = px_response_fields(rh, fields, 130);
+    coil_sock *client;
+    coil_buf client_early, up_early;
+    int err = coil_http_upgrade(f->req, fields, nf, &client, &client_early);
+    f->reusable = false;
+    if (err < 0)
+        return err;
+    coil_http_client_take_rest(f->up, &up_early);
+    uint64_t up_bytes, down_bytes;
+    px_tunnel(f->core, client, &client_early, coil_http_client_sock(f->up), &up_early,
+              f->g->conf->tunnel_timeout_ns, &up_bytes, &down_bytes);
+    f->core->metrics.bytes_in += up_bytes;
+    f->core->metrics.bytes_out += down_bytes;
+    return 0;
+}
+
+static int relay(fwd *f, bool tunnelling)
+{
+    coil_http_request *req = f->req;
+    bool has_body = req->chunked || req->content_length > 0;
+    bool expect = has_body && req->expect_continue;
+    if (has_body) {
+        int err = px_upload_start(&f->upload, f->core, req, coil_http_client_sock(f->up), req->chunked,
+                                  !strcmp(f->core->cfg->forward_mode, "splice"),
+                                  f->g->conf->idle_timeout_ns, expect);
+        if (err < 0)
+            return err;
+        f->uploading = true;
+    }
+    coil_http_response_head rh;
+    int err = read_final_head(f, expect, &rh);
+    if (err < 0)
+        return head_failed(f, err);
+    px_peer_ok(f->peer);
+    f->status = rh.status;
+    if (rh.status == 101) {
+        if (!tunnelling) {
+            upload_end(f);
+            f->status = 502;
+            return error_answer(req, 502, "upstream switched protocols unasked");
+        }
+        return tunnel(f, &rh);
+    }
+    coil_http_field fields[130];
+    unsigned nf = px_response_fields(&rh, fields, 130);
+    int64_t len = rh.chunked || !rh.has_body ? (rh.has_body ? -1 : 0) : rh.content_length;
+    if (!rh.has_body && rh.content_length >= 0)
+        len = rh.content_length; /* HEAD / 304: keep the announced length */
+    err = coil_http_response_begin(req, rh.status, fields, nf, len);
+    if (err == 0)
+        err = response_body(f, &rh, len);
+    /* An upstream that answered before taking the whole body does not get
+     * the rest: the upload ends here. */
+    upload_end(f);
+    if (err < 0) {
+        f->reusable = false;
+        return err;
+    }
+    coil_http_response_end(req, NULL, 0);
+    return 0;
+}
+
 static int forward(coil_http_service *self, coil_http_request *req)
 {
     px_core *core = self->data;
+    fwd f = { .core = core, .req = req, .reusable = true };
     const px_route *route = route_for(core->cfg, req);
     if (!route) {
         account(core, req, 404);
         return error_answer(req, 404, "no route");
     }
-    px_group *g = &core->groups[route->upstream - core->cfg->upstreams];
-    if (route->max_body)
-        coil_http_set_body_limit(req, route->max_body);
-    bool chunked_up = req->chunked;
+    f.g = &core->groups[route->upstream - core->cfg->upstreams];
+    uint64_t limit = route->max_body ? route->max_body : core->cfg->max_body;
+    coil_http_set_body_limit(req, limit);
+    if (limit && req->content_length > 0 && (uint64_t)req->content_length > limit) {
+        account(core, req, 413);
+        return error_answer(req, 413, "request body too large");
+    }
+    bool has_body = req->chunked || req->content_length > 0;
+    bool tunnelling = req->upgrade && !has_body;
+    snprintf(f.method, sizeof(f.method), "%.*s", (int)req->method_len, req->method);
+
     char *head = malloc(HEAD_CAP);
     if (!head)
         return -ENOMEM;
-    head_buf hb = { .p = head, .cap = HEAD_CAP };
-    build_request_head(&hb, req, chunked_up);
-    if (hb.overflow) {
-        free(head);
+    px_head_buf hb = { .p = head, .cap = HEAD_CAP };
+    px_build_request_head(&hb, req, req->chunked, tunnelling);
+    int err = hb.overflow ? -E2BIG : connect_and_send(&f, head, hb.len);
+    free(head);
+    if (err == -E2BIG) {
         account(core, req, 431);
         return error_answer(req, 431, "request head too large to forward");
     }
-
-    px_peer *peer = NULL;
-    coil_http_client *up = NULL;
-    int err = -ECONNREFUSED;
-    unsigned attempts = 1 + g->conf->retries;
-    for (unsigned a = 0; a < attempts && !up; a++) {
-        peer = px_pick(core, g, req, a ? peer : NULL);
-        if (!peer)
-            break;
-        bool reused;
-        err = px_connect(core, g, peer, &up, &reused);
-        if (err < 0) {
-            px_peer_failed(core, g, peer);
-            continue;
-        }
-        /* Nothing of the body was read yet, so a failed head is safe to
-         * send again elsewhere. */
-        ssize_t n = coil_send(coil_http_client_sock(up), head, hb.len,
-                              coil_deadline_in(core->loop, g->conf->idle_timeout_ns));
-        if (n < 0) {
-            coil_http_client_close(up);
-            up = NULL;
-            err = (int)n;
-            if (!reused)
-                px_peer_failed(core, g, peer);
-        }
-    }
-    free(head);
-    if (!up) {
+    if (err < 0) {
         core->metrics.upstream_errors++;
         account(core, req, 502);
+        log_note(&f);
         return error_answer(req, 502, err == -ETIMEDOUT ? "upstream connect timed out"
                                                         : "upstream unreachable");
     }
-    peer->outstanding++;
-    peer->requests++;
-    int64_t idle = g->conf->idle_timeout_ns;
-    int status = 0;
-    int result = 0;
-
-    /* forward = splice: a Content-Length body goes socket to socket in the
-     * kernel; a chunked one is re-framed, so it always takes the buffers. */
-    bool splice = strcmp(core->cfg->forward_mode, "splice") == 0;
-    bool body_moved = false;
-    if (splice && !chunked_up && req->content_length > 0) {
-        ssize_t n = coil_http_body_splice(req, coil_http_client_sock(up), idle);
-        if (n == -EPIPE) {
-            px_peer_failed(core, g, peer);
-            error_answer(req, 502, "upstream stopped reading the request");
-            status = 502;
-            goto drop;
-        }
-        if (n < 0 && n != -EINVAL) {
-            result = (int)n;
-            goto drop;
-        }
-        if (n >= 0) {
-            core->metrics.bytes_in += (uint64_t)n;
-            body_moved = true;
-        }
-    }
-
-    /* Request body up, chunk by chunk, at the client's pace. */
-    while (!body_moved) {
-        coil_buf b;
-        ssize_t n = coil_http_body_read(req, &b);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            /* The client failed (or sent too much): the upstream request is
-             * abandoned and its connection not reused. */
-            result = (int)n;
-            goto drop;
-        }
-        core->metrics.bytes_in += (uint64_t)n;
-        if (send_up(coil_http_client_sock(up), &b, chunked_up, coil_deadline_in(core->loop, idle)) < 0) {
-            px_peer_failed(core, g, peer);
-            error_answer(req, 502, "upstream stopped reading the request");
-            status = 502;
-            goto drop;
-        }
-    }
-    if (chunked_up && coil_send(coil_http_client_sock(up), "0\r\n\r\n", 5,
-                                coil_deadline_in(core->loop, idle)) < 0) {
-        px_peer_failed(core, g, peer);
-        error_answer(req, 502, "upstream stopped reading the request");
-        status = 502;
-        goto drop;
-    }
-
-    coil_http_response_head rh;
-    char method[32];
-    snprintf(method, sizeof(method), "%.*s", (int)req->method_len, req->method);
-    err = coil_http_client_read_head(up, method, coil_deadline_in(core->loop, g->conf->response_timeout_ns), &rh);
-    if (err < 0) {
-        px_peer_failed(core, g, peer);
-        if (err == -ETIMEDOUT) {
-            core->metrics.upstream_timeouts++;
-            error_answer(req, 504, "upstream timed out");
-            status = 504;
-        } else {
-            core->metrics.upstream_errors++;
-            error_answer(req, 502, err == -EPROTO ? "malformed upstream response"
-                                                  : "upstream closed the connection");
-            status = 502;
-        }
-        (void)idempotent;
-        goto drop;
-    }
-    px_peer_ok(peer);
-    status = rh.status;
-
-    /* Response head down: the upstream's fields minus hop-by-hop ones. */
-    coil_http_field fields[130];
-    unsigned nf = 0;
-    for (uint32_t i = 0; i < rh.nfields && nf < 128; i++) {
-        const coil_http_field *f = &rh.fields[i];
-        if (hop_by_hop(rh.fields, rh.nfields, f) || name_is(f, "date"))
-            continue;
-        fields[nf++] = *f;
-    }
-    fields[nf++] = (coil_http_field)COIL_HTTP_FIELD("Via", "1.1 coil-proxy");
-    int64_t len = rh.chunked || !rh.has_body ? (rh.has_body ? -1 : 0) : rh.content_length;
-    if (!rh.has_body && rh.content_length >= 0)
-        len = rh.content_length; /* HEAD / 304: keep the announced length */
-    err = coil_http_response_begin(req, rh.status, fields, nf, len);
-    if (err < 0) {
-        result = err;
-        goto drop;
-    }
-    body_moved = false;
-    if (splice && rh.has_body && !rh.chunked && len > 0) {
-        ssize_t n = coil_http_response_splice_from(req, up, idle);
-        if (n == -EPIPE) {
-            result = -EPIPE;
-            goto drop;
-        }
-        if (n < 0 && n != -EINVAL) {
-            /* The upstream died mid-body: as below. */
-            px_peer_failed(core, g, peer);
-            core->metrics.upstream_errors++;
-            result = -EPROTO;
-            goto drop;
-        }
-        if (n >= 0) {
-            core->metrics.bytes_out += (uint64_t)n;
-            body_moved = true;
-        }
-    }
-    while (!body_moved) {
-        coil_buf b;
-        ssize_t n = coil_http_client_read_body(up, &b, coil_deadline_in(core->loop, idle));
-        if (n == 0)
-            break;
-        if (n < 0) {
-            /* The upstream died mid-body: the client must not see a clean
-             * end, so the handler fails and the connection is closed. */
-            px_peer_failed(core, g, peer);
-            core->metrics.upstream_errors++;
-            result = -EPROTO;
-            goto drop;
-        }
-        core->metrics.bytes_out += (uint64_t)n;
-        if (coil_http_response_write_buf(req, &b) < 0) {
-            result = -EPIPE;
-            goto drop;
-        }
-    }
-    coil_http_response_end(req, NULL, 0);
-    peer->outstanding--;
-    px_release(core, g, peer, up);
-    account(core, req, status);
-    return 0;
-
-drop:
-    peer->outstanding--;
-    coil_http_client_close(up);
-    account(core, req, status);
+    f.peer->outstanding++;
+    f.peer->requests++;
+    int result = relay(&f, tunnelling);
+    f.peer->outstanding--;
+    if (f.reusable && result == 0)
+        px_release(core, f.g, f.peer, f.up);
+    else
+        coil_http_client_close(f.up);
+    log_note(&f);
+    account(core, req, f.status);
     return result;
 }
 

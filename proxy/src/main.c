@@ -74,10 +74,22 @@ static void start_metrics(coil_loop *loop, void *arg)
 
 static void usage(FILE *f)
 {
+    /* Kept in step with man/coil-proxy.1 (tests/install/man_test.py checks it). */
     fprintf(f, "usage: coil-proxy [-c FILE] [--cores LIST] [--backend io_uring|epoll]\n"
                "       coil-proxy --check FILE\n"
+               "       coil-proxy --help\n"
+               "\n"
+               "  -c, --config FILE           run with the configuration in FILE\n"
+               "  --cores LIST                CPUs to run a worker on, e.g. 0,1 (overrides cores)\n"
+               "  --backend io_uring|epoll    force a backend (default: io_uring, else epoll)\n"
+               "  --check FILE                check FILE, print a summary and exit\n"
+               "  -h, --help                  print this help and exit\n"
+               "\n"
                "Without -c, runs the built-in configuration: the proxy on 0.0.0.0:8080 in front\n"
-               "of a demo upstream on 127.0.0.1:8081. See docs/proxy.md.\n");
+               "of a demo upstream on 127.0.0.1:8081.\n"
+               "SIGTERM/SIGINT stop gracefully; SIGHUP reloads the file.\n"
+               "Exit status: 0 stopped or file valid, 1 configuration or start-up error,\n"
+               "2 wrong usage. See coil-proxy(1) and docs/proxy.md.\n");
 }
 
 static void release_cfg(const px_config *cfg)
@@ -237,7 +249,9 @@ static int on_start(coil_loop *loop, unsigned index, void *data)
         hc.reuseport = true;
         hc.service = svc;
         hc.core = index;
-        hc.limits.max_body = app.cfg.max_body;
+        /* Body limits are the routes' (forward.c), which may be higher than
+         * the listener-wide one, and change on reload. */
+        hc.limits.max_body = 0;
         if (app.cfg.max_header_bytes)
             hc.limits.max_header_bytes = app.cfg.max_header_bytes;
         if (app.cfg.max_headers)

@@ -212,6 +212,26 @@ int coil_join(coil_task *t, int *result)
     return 0;
 }
 
+int coil_join_shielded(coil_task *t, int *result)
+{
+    struct coil__loop *l = coil__tls_loop;
+    coil_task *self = coil__self_in(l);
+    if (!self)
+        return -EPERM;
+    if (!t || t == self || t->loop != l || t->joiner || t->detached)
+        return -EINVAL;
+    if (t->state != COIL__TASK_DONE) {
+        coil__wait w = { .abort = join_abort, .ctx = t, .shield = true };
+        t->joiner = self;
+        t->join_wait = &w;
+        coil__block(l, &w, COIL_NO_DEADLINE);
+    }
+    if (result)
+        *result = t->result;
+    task_free(l, t);
+    return 0;
+}
+
 void coil_detach(coil_task *t)
 {
     if (!t)

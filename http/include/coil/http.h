@@ -57,6 +57,9 @@ typedef struct coil_http_request {
     int64_t content_length;       /* -1 when not declared */
     bool chunked;
     bool keep_alive;              /* the client wants the connection kept */
+    bool expect_continue;         /* Expect: 100-continue (HTTP/1.1 only) */
+    bool upgrade;                 /* asks to switch protocols: Connection: upgrade and an
+                                   * Upgrade field (HTTP/1.1 only); see coil_http_upgrade() */
     const struct sockaddr_storage *peer;
     coil_loop *loop;
     unsigned core;                /* index given to coil_http_server_start */
@@ -115,8 +118,46 @@ ssize_t coil_http_body_splice(coil_http_request *req, coil_sock *to, int64_t idl
 /* Sets this request's body limit (bytes) before the body is read; routes
  * use it. The server's limits.max_body stays the ceiling: a declared length
  * above it was refused with 413 before the handler ran, so a route can only
- * lower the limit (0 here means "the server's"). */
+ * lower the limit (0 here means "the server's"). A server that leaves
+ * limits.max_body at 0 lets each request choose any limit. A declared
+ * length above the limit fails the first body read with -EMSGSIZE, before
+ * "100 Continue" and before any body byte is read. Loop thread, from the
+ * handler's task (or a task it waits for). */
 void coil_http_set_body_limit(coil_http_request *req, uint64_t max);
+
+/* Sends "100 Continue" now, if the client asked for it (expect_continue) and
+ * neither it nor a final response went out yet; otherwise does nothing.
+ * For handlers that decide when the client may send the body, such as a
+ * proxy relaying its upstream's 100. Reading the body sends it anyway.
+ * Returns 0, or -EPIPE / -ETIMEDOUT (the connection will close). Loop
+ * thread, from the handler's task; not while another task sends on this
+ * connection. */
+int coil_http_send_continue(coil_http_request *req);
+
+/* The connection closes after this response (Connection: close if the head
+ * was not sent yet). For a handler that leaves a request body unread and
+ * does not want the server to read and drop the rest. Loop thread. */
+void coil_http_connection_close(coil_http_request *req);
+
+/* Switches the connection to another protocol (RFC 9110 7.8): sends
+ * "101 Switching Protocols" with Connection: upgrade and fields (which
+ * should hold the Upgrade field of the protocol chosen; Content-Length,
+ * Transfer-Encoding and Connection fields among them are dropped), then
+ * hands over the connection. *sock is the client's socket, the handler's
+ * to use until it returns; the server closes it afterwards. *early receives
+ * the bytes the client already sent after the request (they belong to the
+ * new protocol; may be empty): the caller releases it. Answers to earlier
+ * pipelined requests go out first. Returns 0, -EINVAL (req->upgrade is
+ * false, its body is not read to the end, or a response already began),
+ * -EPIPE / -ETIMEDOUT (the 101 could not be sent; the connection closes).
+ * Loop thread, from the handler's task. */
+int coil_http_upgrade(coil_http_request *req, const coil_http_field *fields, unsigned nfields,
+                      coil_sock **sock, coil_buf *early);
+
+/* Text appended to this request's access log line (coil_http_access_log),
+ * e.g. "upstream=10.0.0.2:80 upstream_us=1234". Copied (at most 191 bytes
+ * are kept); a later call replaces it. Loop thread. */
+void coil_http_log_note(coil_http_request *req, const char *text);
 
 /* ---- response ---- */
 

@@ -44,8 +44,13 @@ coil_sock *coil_http_client_sock(coil_http_client *c);
 
 /* Reads the head of the response to a request with this method (HEAD and
  * CONNECT change whether a body follows). Interim 1xx responses other than
- * 101 are skipped. Returns 0, -EPROTO (malformed or ambiguous response),
- * -ECONNRESET (closed before a complete head), -ETIMEDOUT, ... */
+ * 101 are skipped (100 is returned, with no fields, while
+ * coil_http_client_report_continue() is on; call again for the final head).
+ * After -ETIMEDOUT the connection stays usable and a new call (with a later
+ * deadline; method is then ignored) resumes the same head, so a caller can
+ * wait in steps. Returns 0, -EPROTO (malformed or ambiguous response),
+ * -ECONNRESET (closed before a complete head), -ETIMEDOUT, -ECANCELED, ...
+ * out's pointers live until the next call or coil_http_client_close(). */
 int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t deadline,
                                coil_http_response_head *out);
 
@@ -84,6 +89,17 @@ ssize_t coil_http_client_body_splice(coil_http_client *c, coil_sock *to, int64_t
  * not reusable. req and c must stay valid for the call. */
 ssize_t coil_http_response_splice_from(coil_http_request *req, coil_http_client *c,
                                        int64_t idle_ns);
+
+/* While on, coil_http_client_read_head() returns interim 100 (Continue)
+ * heads instead of skipping them: for relaying Expect: 100-continue. */
+void coil_http_client_report_continue(coil_http_client *c, bool on);
+
+/* After a 101 (Switching Protocols) head: moves the bytes received beyond
+ * it (the new protocol's; may be empty) to *out, which the caller releases.
+ * The connection then carries no more HTTP: it is not reusable, and the
+ * caller reads and writes its socket directly until
+ * coil_http_client_close(). */
+void coil_http_client_take_rest(coil_http_client *c, coil_buf *out);
 
 /* True when the last response was read completely and both sides want to
  * keep the connection: it may carry another request. */

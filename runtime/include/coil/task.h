@@ -46,6 +46,11 @@ int coil_spawn(coil_loop *loop, coil_task_fn fn, void *arg, coil_task **out);
  * the caller or already has a joiner, -EPERM outside a task. */
 int coil_join(coil_task *t, int *result);
 
+/* Same, but neither the caller's cancellation nor an interrupt ends the
+ * wait: for a task that must outlive a child using its memory (cancel the
+ * child first, then wait here). Returns 0, -EINVAL, -EPERM as coil_join. */
+int coil_join_shielded(coil_task *t, int *result);
+
 /* Gives up the handle: t's resources go away when it returns (now, if it
  * already has). */
 void coil_detach(coil_task *t);
