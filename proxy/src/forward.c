@@ -85,6 +85,18 @@ static void account(px_core *core, coil_http_request *req, int status)
     m->latency_sum_us += (uint64_t)(us > 0 ? us : 0);
 }
 
+/* The status the server answers a failed request body with
+ * (coil__http_exchange_finish); 0: the client is gone. */
+static int body_error_status(int err)
+{
+    switch (err) {
+    case -EMSGSIZE: return 413;
+    case -ETIMEDOUT: return 408;
+    case -EPROTO: return 400;
+    default: return 0;
+    }
+}
+
 /* One request on its way through. */
 typedef struct fwd {
     px_core *core;
@@ -223,7 +235,7 @@ static int head_failed(fwd *f, int err)
     if (client_error < 0 || err == -ECANCELED || err == -ECONNABORTED) {
         /* The client failed or went away (the server answers 413, 408 or
          * 400 as the body error says): nothing to blame on the upstream. */
-        f->status = 0;
+        f->status = body_error_status(client_error);
         return client_error < 0 ? client_error : err;
     }
     px_peer_failed(core, f->g, f->peer);
@@ -296,14 +308,14 @@ static int tunnel(fwd *f, const coil_http_response_head *rh)
     return 0;
 }
 
-static int relay(fwd *f, bool tunnelling)
+static int relay(fwd *f, bool tunnelling, coil_buf *first)
 {
     coil_http_request *req = f->req;
     bool has_body = req->chunked || req->content_length > 0;
     bool expect = has_body && req->expect_continue;
     if (has_body) {
-        int err = px_upload_start(&f->upload, f->core, req, coil_http_client_sock(f->up), req->chunked,
-                                  !strcmp(f->core->cfg->forward_mode, "splice"),
+        int err = px_upload_start(&f->upload, f->core, req, coil_http_client_sock(f->up), first,
+                                  req->chunked, !strcmp(f->core->cfg->forward_mode, "splice"),
                                   f->g->conf->idle_timeout_ns, expect);
         if (err < 0)
             return err;
@@ -362,6 +374,19 @@ static int forward(coil_http_service *self, coil_http_request *req)
     bool tunnelling = req->upgrade && !has_body;
     snprintf(f.method, sizeof(f.method), "%.*s", (int)req->method_len, req->method);
 
+    /* The first body bytes before any upstream is chosen: a client that
+     * sends a head and nothing more holds no upstream connection, and a
+     * body malformed from its first chunk line never reaches one. A client
+     * that expects 100-continue waits for the upstream's word instead. */
+    coil_buf first = { 0 };
+    if (has_body && !req->expect_continue) {
+        ssize_t n = coil_http_body_read(req, &first);
+        if (n < 0) {
+            account(core, req, body_error_status((int)n));
+            return (int)n;
+        }
+    }
+
     char *head = malloc(HEAD_CAP);
     if (!head)
         return -ENOMEM;
@@ -369,6 +394,8 @@ static int forward(coil_http_service *self, coil_http_request *req)
     px_build_request_head(&hb, req, req->chunked, tunnelling);
     int err = hb.overflow ? -E2BIG : connect_and_send(&f, head, hb.len);
     free(head);
+    if (err < 0)
+        coil_buf_release(&first);
     if (err == -E2BIG) {
         account(core, req, 431);
         return error_answer(req, 431, "request head too large to forward");
@@ -382,7 +409,7 @@ static int forward(coil_http_service *self, coil_http_request *req)
     }
     f.peer->outstanding++;
     f.peer->requests++;
-    int result = relay(&f, tunnelling);
+    int result = relay(&f, tunnelling, &first);
     f.peer->outstanding--;
     if (f.reusable && result == 0)
         px_release(core, f.g, f.peer, f.up);

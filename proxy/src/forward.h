@@ -45,6 +45,7 @@ typedef struct px_upload {
     bool gated;                /* waits for px_upload_open() first (Expect: 100-continue) */
     coil_event go;
     bool skip;                 /* told not to send the body after all */
+    coil_buf first;            /* body bytes read before the upstream was chosen: sent first */
     /* results, read once done */
     bool done;
     int64_t done_ns;           /* loop clock when it ended */
@@ -54,11 +55,13 @@ typedef struct px_upload {
     coil_task *task;
 } px_upload;
 
-/* Starts moving req's body to the socket to. With gated, nothing is read
- * until px_upload_open(). When the client fails, to is shut down so that a
- * task reading the response learns it at once. Returns 0 or -ENOMEM. */
+/* Starts moving req's body to the socket to, beginning with *first (body
+ * bytes already read, taken over and emptied; may be empty). With gated,
+ * nothing is read until px_upload_open(). When the client fails, to is shut
+ * down so that a task reading the response learns it at once. Returns 0 or
+ * -ENOMEM (*first is released either way). */
 int px_upload_start(px_upload *u, px_core *core, coil_http_request *req, coil_sock *to,
-                    bool chunked, bool splice, int64_t idle_ns, bool gated);
+                    coil_buf *first, bool chunked, bool splice, int64_t idle_ns, bool gated);
 
 /* Lets a gated upload read the body (send = true), or end without reading
  * it (send = false: a final answer came first). */

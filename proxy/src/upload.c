@@ -36,6 +36,15 @@ static void client_failed(px_upload *u, int err)
 static void move_body(px_upload *u)
 {
     coil_loop *loop = u->core->loop;
+    if (u->first.len) {
+        size_t n = u->first.len;
+        if (send_up(u->to, &u->first, u->chunked, coil_deadline_in(loop, u->idle_ns)) < 0) {
+            u->upstream_failed = true;
+            return;
+        }
+        u->bytes += n;
+    }
+    coil_buf_release(&u->first);
     if (u->splice && !u->chunked && u->req->content_length > 0) {
         ssize_t n = coil_http_body_splice(u->req, u->to, u->idle_ns);
         if (n >= 0) {
@@ -75,18 +84,23 @@ static int upload_task(void *arg)
     px_upload *u = arg;
     if (!u->gated || (coil_event_wait(&u->go, COIL_NO_DEADLINE) == 0 && !u->skip))
         move_body(u);
+    coil_buf_release(&u->first);
     u->done = true;
     u->done_ns = coil_now(u->core->loop);
     return 0;
 }
 
 int px_upload_start(px_upload *u, px_core *core, coil_http_request *req, coil_sock *to,
-                    bool chunked, bool splice, int64_t idle_ns, bool gated)
+                    coil_buf *first, bool chunked, bool splice, int64_t idle_ns, bool gated)
 {
     *u = (px_upload){ .core = core, .req = req, .to = to, .chunked = chunked, .splice = splice,
-                      .idle_ns = idle_ns, .gated = gated };
+                      .idle_ns = idle_ns, .gated = gated, .first = *first };
+    *first = (coil_buf){ 0 };
     coil_event_init(&u->go);
-    return coil_spawn(core->loop, upload_task, u, &u->task);
+    int err = coil_spawn(core->loop, upload_task, u, &u->task);
+    if (err < 0)
+        coil_buf_release(&u->first);
+    return err;
 }
 
 void px_upload_open(px_upload *u, bool send)

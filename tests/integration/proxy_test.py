@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """coil-proxy in front of a test upstream with fault knobs.
 
-usage: proxy_test.py PATH_TO_coil-proxy [--big]
+usage: proxy_test.py PATH_TO_coil-proxy [--big] [--rejected PATH_TO_test_http_parser]
 
 The whole scenario runs twice, once per forwarding path (forward = buffers,
 then forward = splice), each against a proxy process of its own.
@@ -19,7 +19,15 @@ The upstream (threads, raw sockets) answers by path:
   /reset         announces 100000 bytes, sends 10, then resets
   /closeearly    closes without answering
   /early         answers 413 at once without reading the body
-Every request head it receives is recorded. The backend comes from
+  /echostream    answers at once (chunked) and echoes each piece of the body
+                 as it arrives
+  /slowbody      sends a 50-byte body in five pieces, 0.3 s apart
+  /expect        sends 100 Continue (0.3 s after the head), then reads the body
+  /expectdeny    answers 403 at once and counts body bytes that still arrive
+  /ws            switches to a raw echo after 101 (Upgrade: websocket)
+A path under /roomy/ or /tight/ (routes with their own body limits) is
+served as the path without that prefix. Every request head it receives is
+recorded, and events ("sink aborted after N", ...) too. The backend comes from
 COIL_BACKEND. Prints 'N passed, N failed'."""
 
 import os
@@ -36,8 +44,10 @@ import time
 
 BIN = sys.argv[1]
 BIG = "--big" in sys.argv
+REJECTED = sys.argv[sys.argv.index("--rejected") + 1] if "--rejected" in sys.argv else None
 results = []
 received = []
+events = []
 lock = threading.Lock()
 
 
@@ -57,14 +67,23 @@ def read_head(conn):
     return head.decode("latin-1"), rest
 
 
+def event(what):
+    with lock:
+        events.append(what)
+
+
 def read_body(conn, head, rest):
     m = re.search(r"(?i)\r\ncontent-length: *(\d+)", head)
     if m:
         n = int(m.group(1))
         got = len(rest)
         while got < n:
-            b = conn.recv(1 << 20)
+            try:
+                b = conn.recv(1 << 20)
+            except OSError:
+                b = b""
             if not b:
+                event("body cut at %d of %d" % (got, n))
                 break
             got += len(b)
         return got
@@ -75,6 +94,7 @@ def read_body(conn, head, rest):
             while b"\r\n" not in buf:
                 b = conn.recv(1 << 20)
                 if not b:
+                    event("chunked body cut at %d" % total)
                     return total
                 buf += b
             line, buf = buf.split(b"\r\n", 1)
@@ -82,6 +102,7 @@ def read_body(conn, head, rest):
             while len(buf) < size + 2:
                 b = conn.recv(1 << 20)
                 if not b:
+                    event("chunked body cut at %d" % total)
                     return total
                 buf += b
             total += size
@@ -100,8 +121,9 @@ def serve_one(conn):
             with lock:
                 received.append(head)
             path = head.split(" ")[1]
-            if path.startswith("/pair/"):
-                path = path[5:]
+            for prefix in ("/pair/", "/roomy/", "/tight/"):
+                if path.startswith(prefix):
+                    path = path[len(prefix) - 1:]
             if path == "/healthz":
                 read_body(conn, head, rest)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -156,7 +178,67 @@ def serve_one(conn):
                              b"Connection: close\r\n\r\n")
                 time.sleep(0.2)
                 return
+            elif path == "/echostream":
+                m = re.search(r"(?i)\r\ncontent-length: *(\d+)", head)
+                n = int(m.group(1))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                got, piece = 0, rest
+                while True:
+                    if piece:
+                        conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        got += len(piece)
+                    if got >= n:
+                        break
+                    piece = conn.recv(65536)
+                    if not piece:
+                        return
+                conn.sendall(b"0\r\n\r\n")
+            elif path == "/slowbody":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n")
+                for i in range(5):
+                    time.sleep(0.3)
+                    conn.sendall(b"%d" % i * 10)
+            elif path == "/expect":
+                event("expect header %s" % bool(re.search(r"(?i)\r\nexpect: *100-continue", head)))
+                time.sleep(0.3)
+                event("upstream sent 100")
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                n = read_body(conn, head, rest)
+                msg = str(n).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(msg) + msg)
+            elif path == "/expectdeny":
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied")
+                conn.settimeout(1.0)
+                got = len(rest)
+                try:
+                    while True:
+                        b = conn.recv(65536)
+                        if not b:
+                            break
+                        got += len(b)
+                except OSError:
+                    pass
+                event("expectdeny body bytes %d" % got)
+                return
+            elif path == "/ws":
+                ok = (re.search(r"(?i)\r\nupgrade: *websocket", head) and
+                      re.search(r"(?i)\r\nconnection: *upgrade", head))
+                if not ok:
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    continue
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\n\r\nhello-from-upstream;")
+                data = rest
+                while True:
+                    if data:
+                        conn.sendall(data)
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                event("ws closed")
+                return
             else:
+                read_body(conn, head, rest)
                 conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
     except OSError:
         pass
@@ -218,10 +300,10 @@ lsn.listen(256)
 up_port = lsn.getsockname()[1]
 threading.Thread(target=upstream_loop, args=(lsn,), daemon=True).start()
 def upload_cl(port, size):
-    """POSTs size zero bytes with Content-Length to /sink; returns the answer."""
+    """POSTs size zero bytes with Content-Length to /roomy/sink; returns the answer."""
     s = socket.create_connection(("127.0.0.1", port))
     s.settimeout(60)
-    s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+    s.sendall(b"POST /roomy/sink HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
     chunk = b"\0" * (1 << 20)
     left = size
     while left > 0:
@@ -238,19 +320,193 @@ def upload_cl(port, size):
     return out
 
 
+def dechunk(buf):
+    """Payload of a chunked body received so far (stops at an incomplete chunk)."""
+    out = b""
+    while True:
+        line, sep, rest = buf.partition(b"\r\n")
+        if not sep:
+            return out
+        size = int(line.split(b";")[0] or b"0", 16)
+        if size == 0 or len(rest) < size + 2:
+            return out
+        out += rest[:size]
+        buf = rest[size + 2:]
+
+
+def wait_event(pred, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        with lock:
+            hit = [e for e in events if pred(e)]
+        if hit:
+            return hit[-1]
+        time.sleep(0.05)
+    return None
+
+
+def recv_until(s, pred, timeout=5.0):
+    """Receives until pred(data) holds, the peer closes, or timeout."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while not pred(data):
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            data += b
+    except OSError:
+        pass
+    return data
+
+
+def duplex_checks(tag, port):
+    # both directions at once: each piece must come back before the next
+    # one is sent, which a proxy that reads the response only after the
+    # whole request cannot do
+    piece = bytes(range(256)) * 256
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /echostream HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (4 * len(piece)))
+    data = b""
+    ok = True
+    for i in range(4):
+        s.sendall(piece)
+        data += recv_until(s, lambda d: len(dechunk((data + d).partition(b"\r\n\r\n")[2])) >= (i + 1) * len(piece))
+        ok &= len(dechunk(data.partition(b"\r\n\r\n")[2])) == (i + 1) * len(piece)
+    data += recv_until(s, lambda d: (data + d).endswith(b"0\r\n\r\n"))
+    s.close()
+    check(tag + "request body up while the response comes down (echo piece by piece)",
+          ok and status(data) == 200 and dechunk(data.partition(b"\r\n\r\n")[2]) == piece * 4, data[:120])
+
+    # slow response body, slow request body
+    out = raw(port, b"GET /slowbody HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    check(tag + "slow upstream body streamed whole", status(out) == 200 and
+          out.endswith(b"0" * 10 + b"1" * 10 + b"2" * 10 + b"3" * 10 + b"4" * 10), out[-80:])
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n")
+    for _ in range(5):
+        time.sleep(0.2)
+        s.sendall(b"x" * 1000)
+    out = recv_until(s, lambda d: d.endswith(b"5000"))
+    s.close()
+    check(tag + "slow client body forwarded whole", status(out) == 200 and out.endswith(b"\r\n\r\n5000"), out)
+
+    # Expect: 100-continue relayed: the 100 comes from the upstream
+    with lock:
+        del events[:]
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /expect HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nExpect: 100-continue\r\n"
+              b"Connection: close\r\n\r\n")
+    cont = recv_until(s, lambda d: b"\r\n\r\n" in d)
+    upstream_first = wait_event(lambda e: e == "upstream sent 100", 0.1) is not None
+    s.sendall(b"payload")
+    out = cont + recv_until(s, lambda d: d.endswith(b"\r\n\r\n7"))
+    s.close()
+    check(tag + "Expect: 100-continue reaches the upstream, whose 100 is relayed before the body",
+          cont.startswith(b"HTTP/1.1 100 Continue\r\n\r\n") and upstream_first and
+          wait_event(lambda e: e == "expect header True") and out.endswith(b"\r\n\r\n7"), (out, events))
+    with lock:
+        del events[:]
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /expectdeny HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n")
+    out = recv_until(s, lambda d: d.endswith(b"denied"))
+    after = recv_until(s, lambda d: False, 2.0)
+    s.close()
+    ev = wait_event(lambda e: e.startswith("expectdeny body bytes"))
+    check(tag + "upstream refuses before 100: client gets its answer, no 100, no body sent, connection closed",
+          out.startswith(b"HTTP/1.1 403 ") and b"100 Continue" not in out and
+          b"Connection: close" in out and after == b"" and ev == "expectdeny body bytes 0", (out, after, ev))
+
+    # Upgrade: a tunnel both ways after the upstream's 101
+    with lock:
+        del events[:]
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+              b"Sec-WebSocket-Version: 13\r\n\r\n")
+    head = recv_until(s, lambda d: b"hello-from-upstream;" in d)
+    s.sendall(b"ping-1")
+    echo1 = recv_until(s, lambda d: d.endswith(b"ping-1"))
+    s.sendall(b"ping-2" * 10000)
+    echo2 = recv_until(s, lambda d: len(d) >= 60000)
+    s.shutdown(socket.SHUT_WR)
+    rest = recv_until(s, lambda d: False)
+    s.close()
+    check(tag + "Upgrade: websocket tunnelled both ways after 101, half-close passed on",
+          head.startswith(b"HTTP/1.1 101 ") and re.search(rb"(?i)\r\nupgrade: websocket\r\n", head) and
+          re.search(rb"(?i)\r\nconnection: upgrade\r\n", head) and echo1 == b"ping-1" and
+          echo2 == b"ping-2" * 10000 and rest == b"" and wait_event(lambda e: e == "ws closed"),
+          (head[:200], echo1, len(echo2), rest[:50]))
+
+    # a client that aborts mid-upload aborts the upstream request
+    with lock:
+        del events[:]
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 900000\r\n\r\n" + b"y" * 300000)
+    time.sleep(0.3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    ev = wait_event(lambda e: e.startswith("body cut at"))
+    out = raw(port, b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    check(tag + "client aborts mid-upload: the upstream request is cut, the next request is served",
+          ev is not None and ev.endswith(" of 900000") and status(out) == 200, (ev, out[:80]))
+
+    # body limits: the listener's 1m, a route's 4g above it, a route's 1k below it
+    before = app_requests()
+    out = raw(port, b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n")
+    check(tag + "declared body over the listener's limit -> 413, upstream untouched",
+          status(out) == 413 and app_requests() == before, out[:80])
+    out = upload_cl(port, 2000000)
+    check(tag + "a route's limit above the listener's lets the body through",
+          status(out) == 200 and out.endswith(b"\r\n\r\n2000000"), out[-80:])
+    before = app_requests()
+    out = raw(port, b"POST /tight/sink HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n" + b"z" * 2000)
+    check(tag + "declared body over a route's lower limit -> 413, upstream untouched",
+          status(out) == 413 and app_requests() == before, out[:80])
+    out = raw(port, b"POST /tight/sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"7d0\r\n" + b"z" * 2000 + b"\r\n0\r\n\r\n")
+    check(tag + "chunked body passing a route's limit -> 413", status(out) == 413, out[:80])
+
+    # the parser's table of rejected requests, through the proxy
+    if REJECTED:
+        table = subprocess.run([REJECTED, "--dump-rejected"], capture_output=True, text=True).stdout
+        bad = []
+        with lock:
+            del events[:]
+        before = app_requests()
+        cases = table.splitlines()
+        for line in cases:
+            want, hexbytes, name = line.split(" ", 2)
+            out = raw(port, bytes.fromhex(hexbytes), timeout=5.0)
+            if not (400 <= status(out) < 600):
+                bad.append((name, want, out[:60]))
+        # A chunked body found malformed past its first chunk line: its head
+        # went up (bodies stream), but the body never ends there: every
+        # request the upstream saw must be one it saw cut.
+        time.sleep(1.0)
+        reached = app_requests() - before
+        with lock:
+            cut = sum(1 for e in events if e.startswith("chunked body cut"))
+        print("# %srejected table: %d cases, %d heads reached the upstream, %d bodies cut"
+              % (tag, len(cases), reached, cut))
+        check(tag + "%d rejected requests of the parser's table: each answered 4xx/5xx; none reached "
+              "the upstream whole (%d cut mid-body)" % (len(cases), cut),
+              cases and not bad and reached == cut and cut <= 4, (bad[:5], reached, cut))
+
+
 def scenario(mode):
     tag = "[%s] " % mode
     dead_port = free_port()
     px_port = free_port()
 
+    log_path = tempfile.mktemp(suffix=".log")
     conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
     conf.write(textwrap.dedent("""
     [proxy]
     cores = 0
     forward = %s
-    access_log = off
+    access_log = %s
     metrics = off
-    max_body = 0
+    max_body = 1m
 
     [listen]
     address = 127.0.0.1:%d
@@ -284,10 +540,21 @@ def scenario(mode):
     path = /dead
     upstream = dead
 
+    # body limits of their own, above and below the listener's 1m
+    [route]
+    path = /roomy/
+    upstream = app
+    max_body = 4g
+
+    [route]
+    path = /tight/
+    upstream = app
+    max_body = 1k
+
     [route]
     path = /
     upstream = app
-    """) % (mode, px_port, up_port, dead_port, up_port, dead_port))
+    """) % (mode, log_path, px_port, up_port, dead_port, up_port, dead_port))
     conf.close()
 
     chk = subprocess.run([BIN, "--check", conf.name], capture_output=True, text=True)
@@ -396,7 +663,8 @@ def scenario(mode):
               status(out) == 200 and len(out.split(b"\r\n\r\n", 1)[1]) < 100000 and b"<timeout>" not in out, out[:200])
         out = raw(px_port, b"POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789")
         check(tag + "upstream answers before the body is done: its answer reaches the client",
-              status(out) in (413, 502), out)
+              status(out) == 413, out)
+        duplex_checks(tag, px_port)
 
         # rejected requests never reach the upstream
         bad_requests = [
@@ -418,7 +686,7 @@ def scenario(mode):
         # streaming: upload and download
         size = (1 << 30) if BIG else (64 << 20)
         cmd = ("head -c %d /dev/zero | curl -sS -H 'Transfer-Encoding: chunked' -H 'Expect:' -X POST -T - "
-               "http://127.0.0.1:%d/sink" % (size, px_port))
+               "http://127.0.0.1:%d/roomy/sink" % (size, px_port))
         t0 = time.time()
         out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600).stdout
         up_s = time.time() - t0
@@ -439,6 +707,14 @@ def scenario(mode):
               % (mode, hwm, size >> 20, up_s, upcl_s, down_s))
         if BIG:
             check(tag + "proxy peak RSS under 32 MiB with 1 GiB streams", hwm < 32 * 1024, hwm)
+        # the access log names the upstream and its time (flushed within 1 s)
+        time.sleep(1.5)
+        with open(log_path) as f:
+            log = f.read()
+        check(tag + "access log: upstream and upstream time on each forwarded request",
+              re.search(r'"GET /ok" 200 .* core=0 upstream=127\.0\.0\.1:%d upstream_us=\d+' % up_port, log)
+              and re.search(r'"GET /dead" 502 .* upstream=127\.0\.0\.1:%d upstream_us=\d+' % dead_port, log),
+              log[-600:])
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -449,6 +725,8 @@ def scenario(mode):
         check(tag + "graceful stop on SIGTERM", rc == 0, (rc, proc.stderr.read()[-500:]))
         os.unlink(conf.name)
         os.unlink(bad.name)
+        if os.path.exists(log_path):
+            os.unlink(log_path)
 
 
 for mode in ("buffers", "splice"):

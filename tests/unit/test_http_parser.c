@@ -792,8 +792,29 @@ static void test_fields_split_across_feeds(void **state)
     assert_int_equal(p.head.nfields, 2);
 }
 
-int main(void)
+/* --dump-rejected: the request cases the parser refuses under the default
+ * limits before a first message completes, one per line as "STATUS HEX-BYTES NAME", so the same table can be
+ * sent through a running server or proxy (tests/integration/proxy_test.py
+ * checks that none of them reaches an upstream). */
+static int dump_rejected(void)
 {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const tcase *tc = &cases[i];
+        if (tc->response || tc->status == 0 || tc->finish || tc->messages ||
+            (tc->limits && tc->limits != &default_limits))
+            continue;
+        printf("%d ", tc->status);
+        for (size_t k = 0; k < tc->len; k++)
+            printf("%02x", (unsigned char)tc->raw[k]);
+        printf(" %s\n", tc->name);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--dump-rejected") == 0)
+        return dump_rejected();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases_whole),
         cmocka_unit_test(test_cases_bytewise),
