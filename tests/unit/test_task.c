@@ -297,6 +297,61 @@ static void test_exit_busy_and_join_cancel(void **state)
     assert_int_equal(st.tasks_live, 0);
 }
 
+/* A parent cancelled while its child still uses the parent's memory: the
+ * shielded join waits for the child to finish all the same. */
+typedef struct shield_state {
+    coil_task *child;
+    int child_steps;
+    bool parent_saw_cancel;
+    int join_result;
+} shield_state;
+
+static int slow_child(void *arg)
+{
+    shield_state *s = arg;
+    /* Cancelled along with its parent, it still takes three turns to wind
+     * down, touching the parent's stack-held state each time. */
+    coil_sleep(100000 * MS);
+    for (int i = 0; i < 3; i++) {
+        coil_yield();
+        s->child_steps++;
+    }
+    return 5;
+}
+
+static int shielded_parent(void *arg)
+{
+    shield_state *s = arg;
+    assert_int_equal(coil_spawn(&loop, slow_child, s, &s->child), 0);
+    s->parent_saw_cancel = coil_sleep(100000 * MS) == -ECANCELED;
+    coil_cancel(s->child);
+    int r = 0;
+    s->join_result = coil_join_shielded(s->child, &r);
+    assert_int_equal(s->child_steps, 3);
+    assert_int_equal(r, 5);
+    return 0;
+}
+
+static void test_join_shielded(void **state)
+{
+    (void)state;
+    shield_state s = { 0 };
+    coil_task *p;
+    assert_int_equal(coil_spawn(&loop, shielded_parent, &s, &p), 0);
+    coil_loop_run_once(&loop, 0);
+    coil_loop_run_once(&loop, 0);
+    coil_cancel(p);
+    for (int i = 0; i < 20 && coil_loop_run_once(&loop, 0) > 0; i++) {
+    }
+    assert_true(s.parent_saw_cancel);
+    assert_int_equal(s.join_result, 0);
+    assert_int_equal(s.child_steps, 3);
+    coil_detach(p);
+    coil_loop_stats st;
+    coil_loop_stats_get(&loop, &st);
+    assert_int_equal(st.tasks_live, 0);
+}
+
 static void test_run_once_timeout(void **state)
 {
     (void)state;
@@ -323,6 +378,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exit_busy_and_join_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_once_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_join_shielded, setup, teardown),
     };
     return HARNESS_RUN(tests);
 }
