@@ -4,9 +4,9 @@
 set -euo pipefail
 
 PACKAGES=(
-  cmake gcc clang make pkg-config python3 curl valgrind
+  cmake gcc clang libclang-rt-dev make pkg-config python3 curl valgrind
   liburing-dev libcmocka-dev libseccomp-dev node-llhttp
-  hyperfine wrk
+  hyperfine wrk man-db groff-base
 )
 
 installed() {

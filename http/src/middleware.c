@@ -145,6 +145,11 @@ coil_http_service *coil_http_shed_init(coil_http_shed *s, coil_http_service *inn
 
 static void log_write_out(coil_http_access_log *a)
 {
+    if (a->sink) {
+        coil_http_log_sink_put(a->sink, a->buf, a->len);
+        a->len = 0;
+        return;
+    }
     size_t off = 0;
     while (off < a->len) {
         ssize_t n = write(a->fd, a->buf + off, a->len - off);
@@ -216,6 +221,14 @@ coil_http_service *coil_http_access_log_init(coil_http_access_log *a, coil_http_
     coil_timer_init(loop, &a->flush_timer, log_flush_timer);
     a->flush_timer.data = a;
     return &a->svc;
+}
+
+coil_http_service *coil_http_access_log_init_sink(coil_http_access_log *a, coil_http_service *inner,
+                                                  coil_loop *loop, coil_http_log_sink *sink)
+{
+    coil_http_service *svc = coil_http_access_log_init(a, inner, loop, -1);
+    a->sink = sink;
+    return svc;
 }
 
 void coil_http_access_log_exit(coil_http_access_log *a)

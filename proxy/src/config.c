@@ -158,7 +158,7 @@ static int get_size(parser *p, const key_def *k, const char *v, uint64_t *out)
     return 0;
 }
 
-/* "250ms", "10s", "1m": a unit is required, so "10" is not silently seconds
+/* "250ms", "10s", "1m", "1h": a unit is required, so "10" is not silently seconds
  * to one reader and milliseconds to another. */
 static int get_duration(parser *p, const key_def *k, const char *v, int64_t *out)
 {
@@ -173,13 +173,16 @@ static int get_duration(parser *p, const key_def *k, const char *v, int64_t *out
     } else if (n > 1 && v[n - 1] == 'm') {
         unit = 60 * S_NS;
         n -= 1;
+    } else if (n > 1 && v[n - 1] == 'h') {
+        unit = 3600 * S_NS;
+        n -= 1;
     } else {
-        return fail(p, p->line, "bad duration '%s' (use ms, s or m)", v);
+        return fail(p, p->line, "bad duration '%s' (use ms, s, m or h)", v);
     }
     uint64_t x = 0;
     bool overflow;
     if (!parse_u64(v, n, &x, &overflow) && !overflow)
-        return fail(p, p->line, "bad duration '%s' (use ms, s or m)", v);
+        return fail(p, p->line, "bad duration '%s' (use ms, s, m or h)", v);
     if (overflow || x == 0 || x > (uint64_t)(MAX_DURATION_NS / unit))
         return fail(p, p->line, "duration '%s' out of range for '%s' (1ms..1440m)", v, k->name);
     *out = (int64_t)x * unit;

@@ -43,6 +43,7 @@ static struct {
     core_slot *cores;
     unsigned ncores;
     int log_fd;
+    coil_http_log_sink *log_sink;  /* writes the access log off the cores */
     px_metrics_ctx metrics;
     coil_http_server *metrics_server; /* core 0's */
 } app = { .log_fd = -1 };
@@ -227,7 +228,7 @@ static int on_start(coil_loop *loop, unsigned index, void *data)
         return err;
     coil_http_service *svc = &cs->front;
     if (app.log_fd >= 0) {
-        svc = coil_http_access_log_init(&cs->log, svc, loop, app.log_fd);
+        svc = coil_http_access_log_init_sink(&cs->log, svc, loop, app.log_sink);
         cs->log_on = true;
     }
     if (app.builtin) {
@@ -370,6 +371,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "coil-proxy: access log %s: %s\n", app.cfg.access_log, strerror(errno));
             return 1;
         }
+        rc = coil_http_log_sink_start(app.log_fd, 0, &app.log_sink);
+        if (rc < 0) {
+            fprintf(stderr, "coil-proxy: access log writer: %s\n", strerror(-rc));
+            return 1;
+        }
     }
     if (app.builtin)
         px_demo_init();
@@ -407,6 +413,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "coil-proxy: built-in configuration: try curl http://127.0.0.1:8080/\n");
     rc = coil_rt_wait(rt);
     free(app.cores);
+    if (app.log_sink) {
+        uint64_t dropped = coil_http_log_sink_dropped(app.log_sink);
+        if (dropped)
+            fprintf(stderr, "coil-proxy: access log: %llu bytes dropped (the log fell behind)\n",
+                    (unsigned long long)dropped);
+        coil_http_log_sink_stop(app.log_sink);
+    }
     if (app.log_fd >= 0)
         close(app.log_fd);
     px_config_free(&app.cfg);

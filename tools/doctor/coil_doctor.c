@@ -210,13 +210,28 @@ static void check_backend(void)
     coil_loop_exit(&loop);
 }
 
+/* Kept in step with man/coil-doctor.1 (tests/install/man_test.py checks it). */
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: coil-doctor\n"
+               "       coil-doctor --help\n"
+               "\n"
+               "Reports what this machine offers coil (kernel, seccomp, io_uring setup flags and\n"
+               "opcodes, the backend coil would pick, limits) and how to fix what is missing.\n"
+               "\n"
+               "  -h, --help    print this help and exit\n"
+               "\n"
+               "COIL_BACKEND=io_uring|epoll in the environment is honoured as coil programs do.\n"
+               "Exit status: 0 coil can run here, 1 it cannot, 2 wrong usage.\n"
+               "See coil-doctor(1).\n");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) {
-        printf("usage: coil-doctor\n"
-               "Reports what this machine offers coil (kernel, io_uring, limits) and how to fix\n"
-               "what is missing. Exit status 0 if coil can run, 1 if not.\n");
-        return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? 2 : 0;
+        bool help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+        usage(help ? stdout : stderr);
+        return help ? 0 : 2;
     }
     struct utsname u;
     uname(&u);

@@ -7,6 +7,13 @@
  * Threading: everything here runs on one loop's thread. A handler runs in
  * the connection's task: it may wait (read the body, sleep, call an
  * upstream) without blocking its core.
+ *
+ * Conventions for every function below that takes a request: req is the
+ * one the handler was given; it, and every pointer read from it, is valid
+ * until the handler returns, and the function must be called from the
+ * handler's task (or a task it joins before returning). Arguments that
+ * point to caller memory (fields, bodies, names) are read during the call
+ * only unless a comment says otherwise. Errors are negative errno values.
  */
 #ifndef COIL_HTTP_H
 #define COIL_HTTP_H
@@ -68,10 +75,12 @@ typedef struct coil_http_request {
     struct coil__http_exchange *x;
 } coil_http_request;
 
-/* True if the method is exactly m (case-sensitive, as RFC 9110 says). */
+/* True if the method is exactly m (case-sensitive, as RFC 9110 says); m is a
+ * NUL-terminated string. Cannot fail. */
 bool coil_http_method_is(const coil_http_request *req, const char *m);
 
-/* The first field called name (case-insensitive), or NULL. */
+/* The first field called name (case-insensitive), or NULL. The field points
+ * into the request and is valid until the handler returns. Cannot fail. */
 const coil_http_field *coil_http_field_find(const coil_http_request *req, const char *name);
 
 /* ---- request body ---- */
@@ -85,7 +94,9 @@ const coil_http_field *coil_http_field_find(const coil_http_request *req, const 
  * framing: 400), -ECONNRESET / -EPIPE (client gone), -ECANCELED. */
 ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out);
 
-/* Same, copying into buf[0..len). */
+/* Same, copying into buf[0..len) (caller memory, written during the call
+ * only; it may be on the task's stack). Returns the bytes copied, 0 at the
+ * end of the body, or the errors of coil_http_body_read. */
 ssize_t coil_http_body_read_into(coil_http_request *req, void *buf, size_t len);
 
 /* Reads the whole body into a malloc'd buffer (*out, NUL-terminated for
@@ -161,7 +172,8 @@ void coil_http_log_note(coil_http_request *req, const char *text);
 
 /* ---- response ---- */
 
-/* Sends a complete response with a fixed body. fields may be NULL; Date,
+/* Sends a complete response with a fixed body; fields and body are read
+ * during the call only (they may be on the stack). fields may be NULL; Date,
  * Content-Length and Connection are added by the server. Body bytes are not
  * sent for HEAD requests and 1xx/204/304 statuses. Returns 0 or a negative
  * errno (-EALREADY if a response already started, -EPIPE, -ETIMEDOUT...). */
@@ -169,18 +181,24 @@ int coil_http_respond(coil_http_request *req, int status, const coil_http_field 
                       unsigned nfields, const void *body, size_t len);
 
 /* Starts a streamed response: content_length >= 0 announces the length,
- * -1 streams chunked (HTTP/1.1) or until close (HTTP/1.0). The head is sent
- * with the first write. Returns 0, -EALREADY, -EINVAL. */
+ * -1 streams chunked (HTTP/1.1) or until close (HTTP/1.0). The head is
+ * serialised here (fields are not kept) and sent with the first write.
+ * Returns 0, -EALREADY (a response already began), -EINVAL (status outside
+ * 100..999, or a field that would split the head: CR or LF in it, ':' in
+ * a name), or an error of sending queued output. */
 int coil_http_response_begin(coil_http_request *req, int status, const coil_http_field *fields,
                              unsigned nfields, int64_t content_length);
 
-/* Sends body bytes of a streamed response (one chunk when chunked). Waits
+/* Sends body bytes of a streamed response (one chunk when chunked); data is
+ * read until the call returns, never after. Waits
  * while the client is slow, but a client that makes no progress for the
  * server's send timeout gets -ETIMEDOUT. Returns len, or -EPIPE /
  * -ECONNRESET (client gone), -ETIMEDOUT, -EMSGSIZE (more than announced). */
 ssize_t coil_http_response_write(coil_http_request *req, const void *data, size_t len);
 
-/* Same with a borrowed buffer, sent from where it is and released. */
+/* Same with a borrowed buffer, sent from where it is and released whatever
+ * the outcome (*buf is empty afterwards, the caller no longer owns it).
+ * Returns the byte count or the errors of coil_http_response_write. */
 ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf);
 
 /* Ends a streamed response (the last chunk, with trailers if chunked;
@@ -189,7 +207,7 @@ ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf);
 int coil_http_response_end(coil_http_request *req, const coil_http_field *trailers,
                            unsigned ntrailers);
 
-/* True once a response head was queued. */
+/* True once a response head was queued. Cannot fail. */
 bool coil_http_response_started(const coil_http_request *req);
 
 /* Waits until the client closes the connection or the deadline passes, for
@@ -225,6 +243,12 @@ typedef struct coil_http_fn_service {
     coil_http_service svc;
     coil_http_handler_fn fn;
 } coil_http_fn_service;
+/* The init functions of this section fill caller memory (s, t, c, a, r)
+ * that must outlive every server using the service, link it to inner, and
+ * return the service to pass on; they cannot fail (a failed allocation in
+ * coil_http_access_log_init only turns buffering off) and do not wait. Any
+ * thread, before the service is used; the service then belongs to the
+ * loop whose server calls it. data is passed to fn untouched. */
 coil_http_service *coil_http_fn_init(coil_http_fn_service *s, coil_http_handler_fn fn, void *data);
 
 /* Timeout: the inner service gets ns nanoseconds; past that its current wait
@@ -256,19 +280,56 @@ typedef struct coil_http_shed {
 } coil_http_shed;
 coil_http_service *coil_http_shed_init(coil_http_shed *s, coil_http_service *inner, unsigned max);
 
+/* A log sink: a thread of its own that writes batches of log lines to fd,
+ * so that a slow disk or a full pipe never blocks a core. Shared by the
+ * access logs of all cores. */
+typedef struct coil_http_log_sink coil_http_log_sink;
+
+/* Starts the writer thread for fd (not closed by coil). At most
+ * max_pending bytes wait to be written (0: 16 MiB); beyond that, batches
+ * are dropped and counted. Returns 0, -ENOMEM, -EAGAIN (no thread). Any
+ * thread. */
+int coil_http_log_sink_start(int fd, size_t max_pending, coil_http_log_sink **out);
+
+/* Queues len bytes (copied). Returns 0, or -ENOBUFS when they were dropped
+ * (too much pending, or the sink is stopping). Any thread; never waits for
+ * the write itself. */
+int coil_http_log_sink_put(coil_http_log_sink *s, const char *data, size_t len);
+
+/* Bytes dropped so far. Any thread. */
+uint64_t coil_http_log_sink_dropped(coil_http_log_sink *s);
+
+/* Writes what is queued, stops the thread and frees s. Call once every
+ * access log using it was exited (coil_http_access_log_exit). NULL is
+ * harmless. Not from a thread that is one of its writers' loops while they
+ * still run. */
+void coil_http_log_sink_stop(coil_http_log_sink *s);
+
 /* Access log: one line per request (time, client, method, target, status,
- * bytes in/out, duration, core), buffered per core and written in batches so
- * a request never waits on the log file. fd is not closed by coil. */
+ * bytes in/out, duration, core, and the handler's coil_http_log_note),
+ * buffered per core and handed over in batches (at 8 KiB, or after 1 s). */
 typedef struct coil_http_access_log {
     coil_http_service svc;
     int fd;
+    coil_http_log_sink *sink;
     char *buf;
     size_t len, cap;
     coil_timer flush_timer;
 } coil_http_access_log;
+
+/* Writes the batches to fd with write(2) on the loop's thread: for an fd
+ * that never blocks for long (a terminal, a fast local file). fd is not
+ * closed by coil. Returns &a->svc. Loop thread. */
 coil_http_service *coil_http_access_log_init(coil_http_access_log *a, coil_http_service *inner,
                                              coil_loop *loop, int fd);
-/* Writes what is buffered and stops the flush timer. */
+
+/* Hands the batches to sink (which must outlive a) instead, so the loop
+ * never waits on the write. Returns &a->svc. Loop thread. */
+coil_http_service *coil_http_access_log_init_sink(coil_http_access_log *a, coil_http_service *inner,
+                                                  coil_loop *loop, coil_http_log_sink *sink);
+/* Writes what is buffered, stops the flush timer and frees the buffer; a
+ * must not serve requests afterwards. Call it on a's loop thread once its
+ * servers have stopped and drained. Cannot fail. */
 void coil_http_access_log_exit(coil_http_access_log *a);
 
 /* ---- router ---- */
@@ -333,15 +394,24 @@ typedef struct coil_http_server_stats {
     uint64_t timeouts;
 } coil_http_server_stats;
 
+/* Fills *cfg with the defaults listed above (port 0, no service). Cannot
+ * fail. Any thread. */
 void coil_http_server_config_default(coil_http_server_config *cfg);
 
-/* Listens and starts accepting on loop. cfg is copied; cfg->service must
- * outlive the server. Returns 0, or -errno from listen, -ENOMEM, -EINVAL.
- * Loop thread, inside or outside a task. */
+/* Listens and starts accepting on loop. cfg is copied (cfg->host is read
+ * during the call only); cfg->service must outlive the server. *out is
+ * valid until coil_http_server_stop(). Returns 0, or -errno from listen,
+ * -ENOMEM, -EINVAL (no service, limits too small, or a host that is not a
+ * numeric address). Loop thread, inside or outside a task. */
 int coil_http_server_start(coil_loop *loop, const coil_http_server_config *cfg,
                            coil_http_server **out);
 
+/* The port the server listens on (the one chosen when cfg.port was 0), or
+ * a negative errno as coil_sock_port(). Loop thread, until
+ * coil_http_server_stop(). */
 int coil_http_server_port(const coil_http_server *srv);
+/* Copies the server's counters into *out (written during the call only).
+ * Cannot fail. Loop thread, until coil_http_server_stop(). */
 void coil_http_server_stats_get(const coil_http_server *srv, coil_http_server_stats *out);
 
 /* Graceful stop: stops accepting (the listener closes), closes idle
@@ -351,7 +421,8 @@ void coil_http_server_stats_get(const coil_http_server *srv, coil_http_server_st
  * invalid after this call. Loop thread, outside any of the server's tasks. */
 void coil_http_server_stop(coil_http_server *srv);
 
-/* The reason phrase of a status code ("OK", "Not Found"...), or "". */
+/* The reason phrase of a status code ("OK", "Not Found"...), or "". The
+ * string is static. Cannot fail. Any thread. */
 const char *coil_http_reason(int status);
 
 #ifdef __cplusplus

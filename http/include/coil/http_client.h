@@ -33,17 +33,20 @@ typedef struct coil_http_response_head {
 } coil_http_response_head;
 
 /* Connects to addr (addr is read during the call only). max_header_bytes
- * bounds the response head (0: 16 KiB). Returns 0 and *out, or -ECONNREFUSED,
- * -ETIMEDOUT, -ENOMEM, ... */
+ * bounds the response head (0: 16 KiB). Returns 0 and *out, valid until
+ * coil_http_client_close(), or -ECONNREFUSED, -ETIMEDOUT, -ECANCELED,
+ * -ENOMEM, ... (*out is then not set). From a task of loop. */
 int coil_http_client_connect(coil_loop *loop, const struct sockaddr *addr, socklen_t len,
                              uint32_t max_header_bytes, int64_t deadline, coil_http_client **out);
 
 /* The connection's socket, for sending the request (coil_send, coil_sendv,
- * coil_send_buf). */
+ * coil_send_buf). It belongs to c: valid until coil_http_client_close(),
+ * never to be closed by the caller. Cannot fail. Loop thread. */
 coil_sock *coil_http_client_sock(coil_http_client *c);
 
 /* Reads the head of the response to a request with this method (HEAD and
- * CONNECT change whether a body follows). Interim 1xx responses other than
+ * CONNECT change whether a body follows; method is read during the call
+ * only) into *out. From a task. Interim 1xx responses other than
  * 101 are skipped (100 is returned, with no fields, while
  * coil_http_client_report_continue() is on; call again for the final head).
  * After -ETIMEDOUT the connection stays usable and a new call (with a later
@@ -54,9 +57,11 @@ coil_sock *coil_http_client_sock(coil_http_client *c);
 int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t deadline,
                                coil_http_response_head *out);
 
-/* Reads the next piece of the response body as a borrowed view. Returns the
- * byte count, 0 at the end of the body, -EPROTO (bad framing, or the
- * connection closed before the body ended), -ETIMEDOUT, ... */
+/* Reads the next piece of the response body as a borrowed view into *out
+ * (the caller then owns the view: release it or send it; see buf.h).
+ * Returns the byte count, 0 at the end of the body, -EPROTO (bad framing,
+ * or the connection closed before the body ended), -ETIMEDOUT,
+ * -ECANCELED, ... From a task. */
 ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t deadline);
 
 /* Moves the whole response body, which must have a Content-Length, to the
@@ -91,25 +96,30 @@ ssize_t coil_http_response_splice_from(coil_http_request *req, coil_http_client 
                                        int64_t idle_ns);
 
 /* While on, coil_http_client_read_head() returns interim 100 (Continue)
- * heads instead of skipping them: for relaying Expect: 100-continue. */
+ * heads instead of skipping them: for relaying Expect: 100-continue. Cannot
+ * fail. Loop thread. */
 void coil_http_client_report_continue(coil_http_client *c, bool on);
 
 /* After a 101 (Switching Protocols) head: moves the bytes received beyond
  * it (the new protocol's; may be empty) to *out, which the caller releases.
  * The connection then carries no more HTTP: it is not reusable, and the
  * caller reads and writes its socket directly until
- * coil_http_client_close(). */
+ * coil_http_client_close(). Cannot fail (*out is empty when nothing is
+ * there). Loop thread. */
 void coil_http_client_take_rest(coil_http_client *c, coil_buf *out);
 
 /* True when the last response was read completely and both sides want to
- * keep the connection: it may carry another request. */
+ * keep the connection: it may carry another request. Loop thread. */
 bool coil_http_client_reusable(const coil_http_client *c);
 
 /* True if the peer closed or sent something unexpected while idle (checked
- * without waiting): a pooled connection in that state must not be reused. */
+ * without waiting): a pooled connection in that state must not be reused.
+ * Loop thread. */
 bool coil_http_client_stale(coil_http_client *c);
 
-/* Closes and frees the connection. From a task. */
+/* Closes and frees the connection, waiting for the kernel to let go of its
+ * socket (see coil_close()); c and the pointers it gave out are invalid
+ * afterwards. Cannot fail. From a task. */
 void coil_http_client_close(coil_http_client *c);
 
 #ifdef __cplusplus

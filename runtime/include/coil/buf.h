@@ -28,7 +28,9 @@ typedef struct coil_buf {
     uint32_t id;
 } coil_buf;
 
-/* Makes *out a second view of bytes [off, off + len) of b's buffer. The
+/* Makes *out a second view of bytes [off, off + len) of b's buffer (b is
+ * only read; *out is caller memory, and the view it holds is then the
+ * caller's to release). The
  * buffer goes back to its pool only when every view was released (or sent
  * with coil_send_buf). Used to hand out part of a received buffer — a body
  * chunk — while the rest stays with its first holder. Returns 0, -EINVAL
@@ -36,7 +38,9 @@ typedef struct coil_buf {
 int coil_buf_share(const coil_buf *b, size_t off, size_t len, coil_buf *out);
 
 /* Gives up this view; the memory returns to its pool when no other view
- * holds it. Empties *b. Harmless on an empty view. */
+ * holds it, and b->data must not be read afterwards. Empties *b. Harmless on
+ * an empty view. Cannot fail. Thread of the loop the buffer came from, inside
+ * or outside a task, before that loop's coil_loop_exit(). */
 void coil_buf_release(coil_buf *b);
 
 #ifdef __cplusplus

@@ -27,7 +27,10 @@ typedef struct coil_msg {
 } coil_msg;
 
 /* Queues fn(target, arg) to run on target's thread. The message memory is
- * allocated here and freed after fn ran.
+ * allocated here and freed after fn ran. arg is passed through untouched:
+ * whatever it points to must stay valid until fn has used it (fn usually
+ * frees it or hands it on). Messages queued before coil_loop_exit() begins
+ * still run, during it (a task they spawn then fails with -ESHUTDOWN).
  * Thread-safe: the one entry point any thread — a loop's or a foreign one —
  * may call on a loop it does not own, from coil_loop_init() returning until
  * coil_loop_exit() begins (the caller guarantees that window).
@@ -35,7 +38,9 @@ typedef struct coil_msg {
 int coil_post(coil_loop *target, coil_msg_fn fn, void *arg);
 
 /* Like coil_post() with caller memory: msg must stay valid until msg->fn has
- * started running on the target. Never fails for a valid msg. Thread-safe. */
+ * started running on the target (fn may then free or reuse it), and must not
+ * be posted again before that. Returns 0; -EINVAL when msg or msg->fn is
+ * NULL. Thread-safe, like coil_post(). */
 int coil_post_msg(coil_loop *target, coil_msg *msg);
 
 #ifdef __cplusplus

@@ -60,7 +60,8 @@ enum {
 };
 
 /* Adopts an open socket fd (made non-blocking here); on success the socket
- * owns fd and coil_close() closes it. Returns 0, -EBADF, -ENOMEM. Loop
+ * owns fd and coil_close() closes it; on failure fd stays the caller's.
+ * sock is caller memory (see coil_sock). Returns 0, -EBADF, -ENOMEM. Loop
  * thread, inside or outside a task. */
 int coil_sock_open(coil_loop *loop, coil_sock *sock, int fd);
 
@@ -71,32 +72,46 @@ int coil_sock_open(coil_loop *loop, coil_sock *sock, int fd);
 int coil_tcp_listen(coil_loop *loop, coil_sock *sock, const struct sockaddr *addr,
                     socklen_t addrlen, int backlog, unsigned flags);
 
-/* Same for a numeric IPv4/IPv6 host ("127.0.0.1", "::", NULL = 0.0.0.0). */
+/* Same for a numeric IPv4/IPv6 host ("127.0.0.1", "::", NULL = 0.0.0.0); host
+ * is read during the call only. Returns 0, -EINVAL (host is not a numeric
+ * address: no name is looked up), or -errno of socket/bind/listen. Loop
+ * thread, inside or outside a task. */
 int coil_tcp_listen_host(coil_loop *loop, coil_sock *sock, const char *host,
                          uint16_t port, int backlog, unsigned flags);
 
-/* The local port a socket is bound to, or a negative errno. */
+/* The local port a socket is bound to, or -errno of getsockname (-EBADF on a
+ * closed socket), -EAFNOSUPPORT (not an IP socket). Loop thread, inside or
+ * outside a task; does not wait. */
 int coil_sock_port(const coil_sock *sock);
 
 /* Waits for a connection on listener and opens it in *conn (on io_uring, from
- * a multishot accept that keeps running between calls). peer, if not NULL,
- * receives the peer address. Returns 0, or -ETIMEDOUT, -ECANCELED, -EMFILE,
- * -ENFILE, -ENOMEM, ... */
+ * a multishot accept that keeps running between calls). conn is caller
+ * memory that becomes an open socket (see coil_sock) only on success. peer,
+ * if not NULL, receives the peer address; it is written before the call
+ * returns and not kept. Returns 0, or -ETIMEDOUT, -ECANCELED, -EMFILE,
+ * -ENFILE, -ENOMEM, -EBUSY (another task is accepting on listener), -EPERM
+ * (not in a task), ... From a task. */
 int coil_accept(coil_sock *listener, coil_sock *conn, struct sockaddr_storage *peer,
                 int64_t deadline);
 
-/* Opens a TCP socket in *sock and connects it to addr. Returns 0, or
- * -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, ...; on failure *sock is not open. */
+/* Opens a TCP socket in *sock (caller memory, see coil_sock) and connects it
+ * to addr, which is read during the call only. Returns 0, or -ECONNREFUSED,
+ * -ETIMEDOUT, -ENETUNREACH, -ECANCELED, -EPERM (not in a task), ...; on
+ * failure *sock is not open and needs no coil_close(). From a task. */
 int coil_tcp_connect(coil_loop *loop, coil_sock *sock, const struct sockaddr *addr,
                      socklen_t addrlen, int64_t deadline);
 
 /* Receives up to len bytes into caller memory (which may be on the task's
- * stack). Returns the byte count, 0 at end of stream, or a negative errno. */
+ * stack; it is written until the call returns, never after). Returns the
+ * byte count, 0 at end of stream, or a negative errno (-ECONNRESET,
+ * -ETIMEDOUT, -ECANCELED, -EBUSY, -EPERM, ...). From a task. */
 ssize_t coil_recv(coil_sock *sock, void *buf, size_t len, int64_t deadline);
 
 /* Receives into a borrowed buffer from the loop's pool (see buf.h) and
- * stores the view in *out. Returns the byte count (> 0), 0 at end of stream
- * (*out empty), or a negative errno (*out empty). On io_uring this arms a
+ * stores the view in *out (caller memory); the caller then owns the view
+ * until it releases or sends it. Returns the byte count (> 0), 0 at end of
+ * stream (*out empty), or a negative errno as coil_recv() (*out empty). From
+ * a task. On io_uring this arms a
  * multishot receive that keeps filling buffers between calls, up to
  * bufs_per_sock of them; coil_sock_rx_stop() turns it off for backpressure. */
 ssize_t coil_recv_buf(coil_sock *sock, coil_buf *out, int64_t deadline);
@@ -110,7 +125,8 @@ bool coil_sock_rx_pending(const coil_sock *sock);
  * io_uring still from the buffer ring) and keeps nothing armed between
  * calls: for a body streamed under backpressure, since a multishot receive
  * cannot be paused without cancelling it. Parking clears nothing: a parked
- * socket still waits with a multishot. Loop thread. */
+ * socket still waits with a multishot. Cannot fail; a multishot already
+ * armed runs on until coil_sock_rx_stop(). Loop thread. */
 void coil_sock_rx_single(coil_sock *sock, bool single);
 
 /* Stops a socket's multishot receive so that the kernel stops taking buffers
@@ -120,21 +136,26 @@ void coil_sock_rx_single(coil_sock *sock, bool single);
 int coil_sock_rx_stop(coil_sock *sock);
 
 /* Sends all len bytes (short sends are continued). buf is read until the call
- * returns. Returns len, or a negative errno (-EPIPE, -ECONNRESET, -ETIMEDOUT,
- * ...) in which case an unknown prefix was sent. Never raises SIGPIPE. */
+ * returns, never after (it may be on the task's stack). Returns len, or a
+ * negative errno (-EPIPE, -ECONNRESET, -ETIMEDOUT, -ECANCELED, -EBUSY,
+ * -EPERM, ...) in which case an unknown prefix was sent. Never raises
+ * SIGPIPE. From a task. */
 ssize_t coil_send(coil_sock *sock, const void *buf, size_t len, int64_t deadline);
 
 /* Sends all bytes of iov[0..iovcnt) (iovcnt <= IOV_MAX). The iov array may be
  * modified during the call; the memory it points to is read until the call
- * returns. Returns the total, or a negative errno as coil_send(). */
+ * returns. Returns the total, or a negative errno as coil_send() (-EINVAL for
+ * a bad iovcnt). From a task. */
 ssize_t coil_sendv(coil_sock *sock, struct iovec *iov, int iovcnt, int64_t deadline);
 
 /* Sends the bytes of a borrowed buffer (possibly received on another socket
- * of the same loop) and releases it, whatever the outcome. Returns the byte
- * count or a negative errno. */
+ * of the same loop) and releases it, whatever the outcome: *buf is empty
+ * when the call returns and the caller no longer owns the view. Returns the
+ * byte count or a negative errno as coil_send(). From a task. */
 ssize_t coil_send_buf(coil_sock *sock, coil_buf *buf, int64_t deadline);
 
-/* Moves up to max bytes from one socket to another inside the kernel
+/* From a task; from and to must be sockets of the calling task's loop.
+ * Moves up to max bytes from one socket to another inside the kernel
  * (splice through a pipe from the loop's pipe pool), returning once the bytes
  * read were all written. Bytes already received into borrowed buffers on
  * from (see coil_recv_buf) go first, sent from those buffers; if they exceed
@@ -143,11 +164,14 @@ ssize_t coil_send_buf(coil_sock *sock, coil_buf *buf, int64_t deadline);
  * or a negative errno (bytes read but not written are then lost). */
 ssize_t coil_splice(coil_sock *from, coil_sock *to, size_t max, int64_t deadline);
 
-/* shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. Returns 0 or -errno. */
+/* shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. Does not wait. Returns 0,
+ * -EBADF (closed), or -errno of shutdown(2) (-ENOTCONN, -EINVAL). Loop
+ * thread, inside or outside a task. */
 int coil_shutdown(coil_sock *sock, int how);
 
 /* Parks an idle socket: the calling task stops using it (and may return),
- * while the socket holds no task stack and no receive buffer. When bytes, end
+ * while the socket holds no task stack and no receive buffer. sock's memory
+ * must stay valid while parked; arg is passed to fn untouched. When bytes, end
  * of stream or an error arrive — or when deadline passes — the loop spawns a
  * detached task fn(arg); its first receive returns the data (or 0, the error,
  * or -ETIMEDOUT for the deadline). Returns 0, -EINVAL (already parked or busy),

@@ -45,16 +45,23 @@ typedef struct coil_rt_options {
 
 /* Starts the runtime: allocates *out, starts the threads, returns once every
  * core has started (on_start returned) or one failed. The calling thread is not
- * one of the cores. Returns 0, -EINVAL (bad CPU list), -ENOMEM, -errno of a
- * loop init or thread creation (the runtime is then already stopped and
- * freed). Call from a thread that is not a loop's. */
+ * one of the cores. opts is copied (opts->cpus too) and need not outlive the
+ * call; opts->data is passed to the callbacks untouched and must stay valid
+ * until coil_rt_wait() returned. *out is valid until coil_rt_wait() returned.
+ * Returns 0, -EINVAL (bad CPU list), -ENOMEM, -errno of a loop init or thread
+ * creation, or the first negative on_start result (the runtime is then
+ * already stopped and freed, *out is not set). Call from a thread that is not
+ * a loop's. */
 int coil_rt_start(coil_rt **out, const coil_rt_options *opts);
 
-/* Number of cores and the loop of core i (valid until coil_rt_wait returned;
- * only the thread of core i may use it except through coil_post()). */
+/* Number of cores, and the loop of core i: NULL when i >= coil_rt_cores().
+ * The loop is valid until coil_rt_wait() returned; only the thread of core i
+ * may use it, except through coil_post(). Cannot fail otherwise. Any thread,
+ * between coil_rt_start() and coil_rt_wait(). */
 unsigned coil_rt_cores(const coil_rt *rt);
 coil_loop *coil_rt_loop(coil_rt *rt, unsigned core);
-/* The CPU core i is pinned to. */
+/* The CPU core i is pinned to, or -EINVAL when i >= coil_rt_cores(). Any
+ * thread, between coil_rt_start() and coil_rt_wait(). */
 int coil_rt_cpu(const coil_rt *rt, unsigned core);
 
 /* Asks every core to stop: each loop's coil_loop_stop() runs on its own

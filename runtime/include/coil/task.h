@@ -52,7 +52,8 @@ int coil_join(coil_task *t, int *result);
 int coil_join_shielded(coil_task *t, int *result);
 
 /* Gives up the handle: t's resources go away when it returns (now, if it
- * already has). */
+ * already has); t must not be used afterwards. Cannot fail. Loop thread,
+ * inside or outside a task. */
 void coil_detach(coil_task *t);
 
 /* Requests cancellation of t (sticky: every wait of t from now on returns
@@ -65,10 +66,13 @@ void coil_cancel(coil_task *t);
  * Loop thread. */
 void coil_interrupt(coil_task *t, int err);
 
-/* True if the calling task was cancelled. */
+/* True if the calling task was cancelled; false outside any task. Loop
+ * thread. */
 bool coil_cancelled(void);
 
-/* The running task, or NULL outside any task. */
+/* The running task, or NULL outside any task. The handle of a detached task
+ * is valid only until it returns: keep it no longer than the task runs.
+ * Any thread (the answer is per thread). */
 coil_task *coil_self(void);
 
 /* Lets every other ready task run once before the caller continues.
@@ -81,7 +85,10 @@ int coil_sleep(int64_t ns);
 int coil_sleep_until(int64_t deadline);
 
 /* An event that tasks of one loop wait for: a one-bit, caller-allocated
- * condition. Waiters are woken in FIFO order. Loop thread only. */
+ * condition. Waiters are woken in FIFO order. Its memory must stay valid
+ * while a task waits on it. The functions below other than
+ * coil_event_wait() cannot fail and may be called inside or outside a task
+ * (timer and message callbacks too). Loop thread only. */
 typedef struct coil_event {
     void *data;          /* public */
     /* private */
@@ -89,9 +96,11 @@ typedef struct coil_event {
     bool set;
 } coil_event;
 
+/* Makes *ev an unset event with no waiter (data is cleared too). */
 void coil_event_init(coil_event *ev);
 /* Sets the event and wakes every waiter. */
 void coil_event_set(coil_event *ev);
+/* Clears the event; tasks already woken still return 0. */
 void coil_event_reset(coil_event *ev);
 /* Wakes one waiter without setting the event (a condition-variable signal). */
 void coil_event_notify_one(coil_event *ev);

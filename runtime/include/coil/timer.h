@@ -32,16 +32,20 @@ struct coil_timer {
     uint32_t heap_index; /* UINT32_MAX while not armed */
 };
 
-/* Prepares timer on loop; it is not armed. */
+/* Prepares timer on loop; it is not armed. Clears timer->data: set it after
+ * this call. cb is called with timer. Cannot fail. */
 void coil_timer_init(coil_loop *loop, coil_timer *timer, coil_timer_cb cb);
 
 /* Arms (or re-arms) timer to fire once when the loop clock reaches deadline
- * (absolute, ns, see coil_now()). Returns 0 or -ENOMEM (heap growth). */
+ * (absolute, ns, see coil_now()); a deadline already passed fires on the next
+ * turn. timer's memory must stay valid until it fired or was stopped.
+ * Returns 0 or -ENOMEM (heap growth; the timer is then not armed). */
 int coil_timer_start(coil_timer *timer, int64_t deadline);
 
-/* Disarms timer; harmless if it is not armed. */
+/* Disarms timer; harmless if it is not armed. Cannot fail. */
 void coil_timer_stop(coil_timer *timer);
 
+/* True while timer is armed (started, not yet fired or stopped). */
 bool coil_timer_active(const coil_timer *timer);
 
 #ifdef __cplusplus
