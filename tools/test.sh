@@ -2,10 +2,15 @@
 # Sets up the machine, builds coil twice and runs every test in both builds:
 #   build/       plain build (-O2 -g)
 #   build-asan/  COIL_SANITIZE=ON (ASan + UBSan, -O1 -g)
+# then a third stage, the HTTP parser fuzzers:
+#   build-fuzz/  COIL_FUZZ=ON with clang (libFuzzer + ASan + UBSan): the
+#                recorded regressions replayed, then each fuzzer run for
+#                COIL_FUZZ_SECONDS (default 45) on a copy of its seed corpus
 # Tests registered with BOTH_BACKENDS run once per backend (io_uring, epoll).
-# Ends with one summary line per build and a total line:
+# Ends with one summary line per build, a fuzz line and a total line:
+#   fuzz: request N executions, response N executions, N crash(es) (S s each)
 #   tests: N passed, N failed, N skipped
-# Exits non-zero if setup, a build or any test fails.
+# Exits non-zero if setup, a build, any test or a fuzzer fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -112,6 +117,59 @@ run_build asan build-asan -- \
   -DCMAKE_C_FLAGS_DEBUG="-O1 -g" \
   -DCOIL_SANITIZE=ON
 unset ASAN_OPTIONS UBSAN_OPTIONS
+
+# The fuzz stage. A crash keeps its input in build-fuzz/artifacts/ (the
+# temporary corpus goes away); a crash found here belongs, once understood,
+# in tests/fuzz/regressions/<kind>/ so every build replays it.
+FUZZ_SECONDS="${COIL_FUZZ_SECONDS:-45}"
+run_fuzz() {
+  local dir=build-fuzz
+  echo "=== fuzz: configure + build ($dir)"
+  if ! { cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DCOIL_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug &&
+         cmake --build "$dir" -j"$JOBS"; }; then
+    echo "=== fuzz: BUILD FAILED" >&2
+    status=1
+    summaries+=("fuzz: build failed, no fuzzer run")
+    return 0
+  fi
+  local parts=() crashes=0 kind
+  echo "=== fuzz: regressions"
+  if ! (cd "$dir" && ctest --output-on-failure); then
+    status=1
+    parts+=("regression replay FAILED")
+  fi
+  # Without LeakSanitizer (see probe_lsan) libFuzzer must not try it either.
+  local leaks=1
+  [ -z "$LSAN_NOTE" ] || leaks=0
+  mkdir -p "$dir/artifacts"
+  for kind in request response; do
+    local work="$tmp/fuzz-$kind" log="$tmp/fuzz-$kind.log" rc=0 execs
+    mkdir -p "$work"
+    cp tests/fuzz/corpus/"$kind"/* "$work/"
+    echo "=== fuzz: fuzz_http_$kind for ${FUZZ_SECONDS} s"
+    "$dir/tests/fuzz/fuzz_http_$kind" -max_total_time="$FUZZ_SECONDS" -max_len=16384 \
+      -timeout=10 -rss_limit_mb=2048 -detect_leaks="$leaks" -print_final_stats=1 \
+      -dict=tests/fuzz/http.dict -artifact_prefix="$ROOT/$dir/artifacts/$kind-" \
+      "$work" >"$log" 2>&1 || rc=$?
+    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
+    if [ "$rc" -ne 0 ]; then
+      crashes=$((crashes + 1))
+      status=1
+      grep -E 'invariant broken|ERROR: |SUMMARY: |^Base64: ' "$log" | head -n 8 >&2 || true
+      echo "=== fuzz: fuzz_http_$kind FAILED (exit $rc); input kept in $dir/artifacts/$kind-*" >&2
+      parts+=("$kind crashed after ${execs:-?} executions")
+    else
+      echo "    ${execs:-?} executions"
+      parts+=("$kind ${execs:-?} executions")
+    fi
+  done
+  local line="" part
+  for part in "${parts[@]}"; do
+    line+="$part, "
+  done
+  summaries+=("fuzz: ${line}$crashes crash(es) (${FUZZ_SECONDS} s each)")
+}
+run_fuzz
 
 echo
 [ -z "$LSAN_NOTE" ] || echo "note: leak detection was OFF in the asan build: $LSAN_NOTE"

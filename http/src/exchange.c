@@ -696,6 +696,9 @@ int coil__http_body_discard(coil__http_exchange *x)
 int coil__http_exchange_finish(coil__http_exchange *x, int handler_result)
 {
     coil_buf_release(&x->held);
+    /* A limit the handler set was this request's: the next head on the
+     * connection is judged by the server's own. */
+    x->parser->limits.max_body = x->conn->srv->cfg.limits.max_body;
     if (x->resp_state == RESP_NONE) {
         int status = 500;
         const char *why = NULL;

@@ -410,8 +410,13 @@ static int check_framing(coil__http_parser *p, bool v11)
 {
     coil__http_head *h = &p->head;
     h->content_length = p->m.cl_count ? p->m.cl_value : -1;
+    /* llhttp frames the body; coil decides whether a head is handed out.
+     * Where their readings of Transfer-Encoding differ ("chunked" followed
+     * by a tab, a trailing comma), one would read a body the other does
+     * not: refuse rather than pick one. */
+    bool ll_chunked = (p->ll.flags & F_CHUNKED) != 0;
     if (!p->m.te_count)
-        return 0;
+        return ll_chunked ? fail(p, 400, "ambiguous Transfer-Encoding") : 0;
     if (!v11)
         return fail(p, 400, "Transfer-Encoding in an HTTP/1.0 message");
     if (p->m.cl_count)
@@ -424,6 +429,8 @@ static int check_framing(coil__http_parser *p, bool v11)
         return fail(p, 400, "final transfer coding is not chunked");
     if (p->m.te_other)
         return fail(p, 501, "unsupported transfer coding");
+    if (!ll_chunked)
+        return fail(p, 400, "ambiguous Transfer-Encoding");
     h->chunked = true;
     return 0;
 }

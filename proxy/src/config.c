@@ -583,6 +583,8 @@ static const key_def proxy_keys[] = {
     { "header_timeout", set_duration, F(px_config, header_timeout_ns), 0, 0, NULL, false },
     { "keepalive_timeout", set_duration, F(px_config, keepalive_timeout_ns), 0, 0, NULL, false },
     { "send_timeout", set_duration, F(px_config, send_timeout_ns), 0, 0, NULL, false },
+    { "body_timeout", set_duration, F(px_config, body_timeout_ns), 0, 0, NULL, false },
+    { "body_min_rate", set_size64, F(px_config, body_min_rate), 0, UINT64_MAX, "any size", false },
     { "drain_timeout", set_duration, F(px_config, drain_timeout_ns), 0, 0, NULL, false },
     { "forward", set_forward, 0, 0, 0, NULL, false },
     { NULL, NULL, 0, 0, 0, NULL, false },

@@ -87,6 +87,8 @@ typedef struct px_config {
     int64_t header_timeout_ns;        /* default 10 s */
     int64_t keepalive_timeout_ns;     /* default 60 s */
     int64_t send_timeout_ns;          /* default 30 s */
+    int64_t body_timeout_ns;          /* between request body bytes: default 30 s */
+    uint64_t body_min_rate;           /* bytes/s a request body must average after body_timeout; 0 = off */
     int64_t drain_timeout_ns;         /* default 10 s */
     char forward_mode[16];            /* "buffers" (default) or "splice" */
 } px_config;

@@ -115,6 +115,8 @@ typedef struct fwd {
 
 static void log_note(fwd *f)
 {
+    if (!f->core->cfg->access_log[0])
+        return; /* nobody reads it */
     char note[192];
     if (f->peer)
         snprintf(note, sizeof(note), "upstream=%s upstream_us=%lld", f->peer->conf->addr_text,
@@ -387,13 +389,22 @@ static int forward(coil_http_service *self, coil_http_request *req)
         }
     }
 
-    char *head = malloc(HEAD_CAP);
-    if (!head)
-        return -ENOMEM;
-    px_head_buf hb = { .p = head, .cap = HEAD_CAP };
+    /* Most heads fit in a page on the task's stack; a large one is built
+     * again in a bigger buffer. */
+    char small[4096];
+    char *big = NULL;
+    px_head_buf hb = { .p = small, .cap = sizeof(small) };
     px_build_request_head(&hb, req, req->chunked, tunnelling);
-    int err = hb.overflow ? -E2BIG : connect_and_send(&f, head, hb.len);
-    free(head);
+    if (hb.overflow) {
+        if (!(big = malloc(HEAD_CAP))) {
+            coil_buf_release(&first);
+            return -ENOMEM;
+        }
+        hb = (px_head_buf){ .p = big, .cap = HEAD_CAP };
+        px_build_request_head(&hb, req, req->chunked, tunnelling);
+    }
+    int err = hb.overflow ? -E2BIG : connect_and_send(&f, hb.p, hb.len);
+    free(big);
     if (err < 0)
         coil_buf_release(&first);
     if (err == -E2BIG) {

@@ -263,6 +263,9 @@ static int on_start(coil_loop *loop, unsigned index, void *data)
             hc.timeouts.keepalive_ns = app.cfg.keepalive_timeout_ns;
         if (app.cfg.send_timeout_ns)
             hc.timeouts.send_idle_ns = app.cfg.send_timeout_ns;
+        if (app.cfg.body_timeout_ns)
+            hc.timeouts.body_idle_ns = app.cfg.body_timeout_ns;
+        hc.timeouts.body_min_rate = app.cfg.body_min_rate;
         if (app.cfg.drain_timeout_ns)
             hc.timeouts.drain_ns = app.cfg.drain_timeout_ns;
         err = coil_http_server_start(loop, &hc, &cs->servers[i]);

@@ -293,6 +293,18 @@ static const tcase cases[] = {
       .status = 501 },
     { "chunked twice in one field", RAW("POST /" H11 "Transfer-Encoding: chunked, chunked\r\n\r\n"),
       .status = 400 },
+    /* Found by fuzzing: coil trimmed the tab (or skipped the empty list
+     * element) and took the body as chunked, llhttp did not. */
+    { "chunked followed by a tab", RAW("POST /" H11 "Transfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n"),
+      .status = 400 },
+    { "chunked with a trailing comma", RAW("POST /" H11 "Transfer-Encoding: chunked,\r\n\r\n0\r\n\r\n"),
+      .status = 400 },
+    { "response: chunked followed by a tab",
+      RAW("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+      .response = true, .status = 502 },
+    { "response: chunked with a trailing comma",
+      RAW("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+      .response = true, .status = 502 },
     { "chunked twice in two fields",
       RAW("POST /" H11 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
       .status = 400 },

@@ -31,8 +31,9 @@ static void test_put_never_waits_for_a_stalled_reader(void **state)
     line[sizeof(line) - 1] = '\n';
     int queued = 0, dropped = 0;
     for (int i = 0; i < 1000; i++) {
-        snprintf(line, 8, "%06d", i);
-        line[6] = ' ';
+        char num[16];
+        snprintf(num, sizeof(num), "%06d ", i);
+        memcpy(line, num, 7);
         int r = coil_http_log_sink_put(s, line, sizeof(line));
         if (r == 0) {
             queued++;

@@ -145,8 +145,9 @@ void coil_http_set_body_limit(coil_http_request *req, uint64_t max);
  * connection. */
 int coil_http_send_continue(coil_http_request *req);
 
-/* The connection closes after this response (Connection: close if the head
- * was not sent yet). For a handler that leaves a request body unread and
+/* The connection closes after this response (with Connection: close in
+ * its head when no response began yet; a head already queued by
+ * coil_http_response_begin keeps what it says). For a handler that leaves a request body unread and
  * does not want the server to read and drop the rest. Loop thread. */
 void coil_http_connection_close(coil_http_request *req);
 
