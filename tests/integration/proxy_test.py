@@ -32,7 +32,6 @@ COIL_BACKEND. Prints 'N passed, N failed'."""
 
 import os
 import re
-import signal
 import socket
 import struct
 import subprocess
@@ -42,12 +41,15 @@ import textwrap
 import threading
 import time
 
+import leakcheck
+
 BIN = sys.argv[1]
 BIG = "--big" in sys.argv
 REJECTED = sys.argv[sys.argv.index("--rejected") + 1] if "--rejected" in sys.argv else None
 results = []
 received = []
 events = []
+live_upstream = [0]  # connections the upstream holds open right now
 lock = threading.Lock()
 
 
@@ -113,6 +115,8 @@ def read_body(conn, head, rest):
 
 
 def serve_one(conn):
+    with lock:
+        live_upstream[0] += 1
     try:
         while True:
             head, rest = read_head(conn)
@@ -244,6 +248,8 @@ def serve_one(conn):
         pass
     finally:
         conn.close()
+        with lock:
+            live_upstream[0] -= 1
 
 
 def upstream_loop(lsn):
@@ -568,12 +574,14 @@ def scenario(mode):
 
     env = dict(os.environ, COIL_QUIET="1")
     proc = subprocess.Popen([BIN, "-c", conf.name], stderr=subprocess.PIPE, env=env, text=True)
+    tail = leakcheck.StderrTail(proc)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", px_port)).close()
             break
         except OSError:
             time.sleep(0.05)
+    fds0 = leakcheck.fd_baseline(proc.pid)
     try:
         out = raw(px_port, b"GET /ok HTTP/1.1\r\nHost: example.com\r\nConnection: close, X-Secret\r\n"
                            b"X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
@@ -715,14 +723,13 @@ def scenario(mode):
               re.search(r'"GET /ok" 200 .* core=0 upstream=127\.0\.0\.1:%d upstream_us=\d+' % up_port, log)
               and re.search(r'"GET /dead" 502 .* upstream=127\.0\.0\.1:%d upstream_us=\d+' % dead_port, log),
               log[-600:])
+        # every client is gone: what stays open is the start-up set, the
+        # pooled upstream connections and a health check in flight
+        ok, detail = leakcheck.fds_back(proc.pid, fds0, allowance=lambda: live_upstream[0] + 2)
+        check(tag + "no descriptor left behind (beyond pooled upstream connections)", ok, detail)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = "hung"
-        check(tag + "graceful stop on SIGTERM", rc == 0, (rc, proc.stderr.read()[-500:]))
+        ok, detail = leakcheck.stop(proc, timeout=20, stderr=tail)
+        check(tag + "graceful stop on SIGTERM, exit 0, no leak report", ok, detail)
         os.unlink(conf.name)
         os.unlink(bad.name)
         if os.path.exists(log_path):
