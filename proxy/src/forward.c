@@ -374,7 +374,9 @@ static int forward(coil_http_service *self, coil_http_request *req)
     }
     bool has_body = req->chunked || req->content_length > 0;
     bool tunnelling = req->upgrade && !has_body;
-    snprintf(f.method, sizeof(f.method), "%.*s", (int)req->method_len, req->method);
+    size_t mlen = req->method_len < sizeof(f.method) - 1 ? req->method_len : sizeof(f.method) - 1;
+    memcpy(f.method, req->method, mlen);
+    f.method[mlen] = '\0';
 
     /* The first body bytes before any upstream is chosen: a client that
      * sends a head and nothing more holds no upstream connection, and a
