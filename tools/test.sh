@@ -4,8 +4,10 @@
 #   build-asan/  COIL_SANITIZE=ON (ASan + UBSan, -O1 -g)
 # then a third stage, the HTTP parser fuzzers:
 #   build-fuzz/  COIL_FUZZ=ON with clang (libFuzzer + ASan + UBSan): the
-#                recorded regressions replayed, then each fuzzer run for
-#                COIL_FUZZ_SECONDS (default 45) on a copy of its seed corpus
+#                recorded regressions replayed, then each fuzzer run on a
+#                copy of its seed corpus: COIL_FUZZ_RUNS inputs (default
+#                600000) from seed COIL_FUZZ_SEED (default 1), or, with
+#                COIL_FUZZ_SECONDS=N, N seconds from a random seed
 # Tests registered with BOTH_BACKENDS run once per backend (io_uring, epoll).
 # Ends with one summary line per build, a fuzz line and a total line:
 #   fuzz: request N executions, response N executions, N crash(es) (S s each)
@@ -121,7 +123,19 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # The fuzz stage. A crash keeps its input in build-fuzz/artifacts/ (the
 # temporary corpus goes away); a crash found here belongs, once understood,
 # in tests/fuzz/regressions/<kind>/ so every build replays it.
-FUZZ_SECONDS="${COIL_FUZZ_SECONDS:-45}"
+# By default each fuzzer runs a fixed number of inputs from a fixed seed, so
+# the stage gives the same verdict on every run of the same tree: a test
+# command must not fail by luck. COIL_FUZZ_SECONDS=N explores instead (a
+# random seed, N seconds each): how new findings are made.
+FUZZ_RUNS="${COIL_FUZZ_RUNS:-600000}"
+FUZZ_SEED="${COIL_FUZZ_SEED:-1}"
+if [ -n "${COIL_FUZZ_SECONDS:-}" ]; then
+  FUZZ_BOUND=(-max_total_time="$COIL_FUZZ_SECONDS")
+  FUZZ_WHAT="${COIL_FUZZ_SECONDS} s each, random seed"
+else
+  FUZZ_BOUND=(-runs="$FUZZ_RUNS" -seed="$FUZZ_SEED")
+  FUZZ_WHAT="$FUZZ_RUNS runs each, seed $FUZZ_SEED"
+fi
 run_fuzz() {
   local dir=build-fuzz
   echo "=== fuzz: configure + build ($dir)"
@@ -146,8 +160,8 @@ run_fuzz() {
     local work="$tmp/fuzz-$kind" log="$tmp/fuzz-$kind.log" rc=0 execs
     mkdir -p "$work"
     cp tests/fuzz/corpus/"$kind"/* "$work/"
-    echo "=== fuzz: fuzz_http_$kind for ${FUZZ_SECONDS} s"
-    "$dir/tests/fuzz/fuzz_http_$kind" -max_total_time="$FUZZ_SECONDS" -max_len=16384 \
+    echo "=== fuzz: fuzz_http_$kind ($FUZZ_WHAT)"
+    "$dir/tests/fuzz/fuzz_http_$kind" "${FUZZ_BOUND[@]}" -max_len=16384 \
       -timeout=10 -rss_limit_mb=2048 -detect_leaks="$leaks" -print_final_stats=1 \
       -dict=tests/fuzz/http.dict -artifact_prefix="$ROOT/$dir/artifacts/$kind-" \
       "$work" >"$log" 2>&1 || rc=$?
@@ -167,7 +181,7 @@ run_fuzz() {
   for part in "${parts[@]}"; do
     line+="$part, "
   done
-  summaries+=("fuzz: ${line}$crashes crash(es) (${FUZZ_SECONDS} s each)")
+  summaries+=("fuzz: ${line}$crashes crash(es) ($FUZZ_WHAT)")
 }
 run_fuzz
 

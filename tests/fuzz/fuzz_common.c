@@ -123,7 +123,8 @@ static void content_length(meaning *m, const char *v, size_t n)
     while (next_elem(&cur, v + n, &e, &en)) {
         int64_t x = 0;
         for (size_t i = 0; i < en; i++) {
-            if (e[i] < '0' || e[i] > '9' || x > (INT64_MAX - 9) / 10) {
+            /* Exact at the top: every value up to INT64_MAX is a length. */
+            if (e[i] < '0' || e[i] > '9' || x > (INT64_MAX - (e[i] - '0')) / 10) {
                 m->cl_bad = true;
                 return;
             }
