@@ -90,9 +90,14 @@ static bool scan_fail(coil__http_parser *p, int status, const char *reason)
     return false;
 }
 
-static bool start_line_byte(coil__http_parser *p, unsigned char c)
+/* The scanner works on a copy of its state, written back when it stops:
+ * kept in the parser, every field would be stored again after each byte
+ * (a char read may alias anything), several times the work of the checks. */
+typedef __typeof__(((coil__http_parser *)0)->m.sc) scan_state;
+
+static bool start_line_byte(coil__http_parser *p, scan_state *sc, unsigned char c)
 {
-    uint32_t pos = ++p->m.sc.line_len; /* 1-based */
+    uint32_t pos = ++sc->line_len; /* 1-based */
     if (pos > p->limits.max_request_line)
         return scan_fail(p, 414, "request line too long");
     if (p->is_request) {
@@ -100,11 +105,11 @@ static bool start_line_byte(coil__http_parser *p, unsigned char c)
         if (c == '\t')
             return scan_fail(p, 400, "HTAB in the request line");
         if (c == ' ') {
-            if (p->m.sc.prev_sp || pos == 1)
+            if (sc->prev_sp || pos == 1)
                 return scan_fail(p, 400, "extra whitespace in the request line");
-            p->m.sc.spaces++;
+            sc->spaces++;
         }
-        p->m.sc.prev_sp = c == ' ';
+        sc->prev_sp = c == ' ';
         return true;
     }
     /* RFC 9112 4: HTTP-version SP 3DIGIT SP [ reason-phrase ]. llhttp 8.1
@@ -115,33 +120,125 @@ static bool start_line_byte(coil__http_parser *p, unsigned char c)
     return true;
 }
 
-static bool end_line(coil__http_parser *p)
+static bool end_line(coil__http_parser *p, scan_state *sc)
 {
-    if (p->m.sc.start_line) {
-        if (p->m.sc.line_len == 0) {
+    if (sc->start_line) {
+        if (sc->line_len == 0) {
             /* RFC 9112 2.2: empty lines before the request line are ignored,
              * within the request line's budget. */
-            p->m.sc.skipped += 2;
-            if (p->m.sc.skipped > p->limits.max_request_line)
+            sc->skipped += 2;
+            if (sc->skipped > p->limits.max_request_line)
                 return scan_fail(p, 400, "too many empty lines before the request line");
             return true;
         }
-        if (p->is_request && p->m.sc.spaces == 1)
+        if (p->is_request && sc->spaces == 1)
             return scan_fail(p, 505, "HTTP/0.9 is not supported");
-        if (p->is_request && p->m.sc.spaces != 2)
+        if (p->is_request && sc->spaces != 2)
             return scan_fail(p, 400, "malformed request line");
-        if (!p->is_request && p->m.sc.line_len < 12)
+        if (!p->is_request && sc->line_len < 12)
             return scan_fail(p, 502, "malformed status line");
-        p->m.sc.start_line = false;
-    } else if (p->m.sc.line_start) {
-        p->m.sc.done = true; /* the empty line that ends the section */
+        sc->start_line = false;
+    } else if (sc->line_start) {
+        sc->done = true; /* the empty line that ends the section */
         return true;
-    } else if (p->m.sc.in_name) {
+    } else if (sc->in_name) {
         return scan_fail(p, 400, "field line without a colon");
     }
-    p->m.sc.line_start = true;
-    p->m.sc.in_name = true;
-    p->m.sc.line_len = 0;
+    sc->line_start = true;
+    sc->in_name = true;
+    sc->line_len = 0;
+    return true;
+}
+
+/* Bytes that end a run the scanner can take whole: in a field value CR,
+ * LF and NUL; in a field name or the request line also SP, HTAB and ':'. */
+static const bool ends_value[256] = { ['\0'] = 1, ['\n'] = 1, ['\r'] = 1 };
+static const bool ends_token[256] = { ['\0'] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1,
+                                      [' '] = 1,  [':'] = 1 };
+
+static size_t run_until(const bool *ends, const char *s, size_t i, size_t n)
+{
+    size_t j = i;
+    while (j < n && !ends[(unsigned char)s[j]])
+        j++;
+    return j - i;
+}
+
+static bool scan_bytes(coil__http_parser *p, scan_state *sc, const char *s, size_t n,
+                       size_t *scanned)
+{
+    size_t i = 0;
+    while (i < n && !sc->done) {
+        /* Runs of ordinary bytes inside a line: only their count matters,
+         * and the byte after them takes the full path below. */
+        if (!sc->cr && !sc->line_start) {
+            size_t run = 0;
+            if (!sc->start_line) {
+                run = run_until(sc->in_name ? ends_token : ends_value, s, i, n);
+                if (run > p->limits.max_header_bytes - sc->head_bytes)
+                    return scan_fail(p, 431, "header section too large");
+                sc->head_bytes += (uint32_t)run;
+            } else if (p->is_request) {
+                run = run_until(ends_token, s, i, n);
+                if (run > p->limits.max_request_line - sc->line_len)
+                    return scan_fail(p, 414, "request line too long");
+                if (run)
+                    sc->prev_sp = false;
+            }
+            if (run) {
+                sc->line_len += (uint32_t)run;
+                i += run;
+                continue;
+            }
+        }
+        unsigned char c = (unsigned char)s[i++];
+        if (!sc->start_line && ++sc->head_bytes > p->limits.max_header_bytes)
+            return scan_fail(p, 431, "header section too large");
+        if (sc->cr) {
+            if (c != '\n')
+                return scan_fail(p, 400, "CR without LF");
+            sc->cr = false;
+            if (!end_line(p, sc))
+                return false;
+            continue;
+        }
+        if (c == '\r') {
+            sc->cr = true;
+            continue;
+        }
+        if (c == '\n')
+            return scan_fail(p, 400, "LF without CR");
+        if (c == '\0')
+            return scan_fail(p, 400, "NUL in the head");
+        if (sc->start_line) {
+            if (!start_line_byte(p, sc, c))
+                return false;
+            continue;
+        }
+        if (sc->line_start) {
+            sc->line_start = false;
+            /* RFC 9112 5.2: obs-fold must be rejected (or replaced) by a
+             * server; RFC 9112 2.2: whitespace before the first field line
+             * must be rejected. Either way the line would smuggle a field. */
+            if (c == ' ' || c == '\t')
+                return scan_fail(p, 400, sc->lines ? "obs-fold in the field section"
+                                                   : "whitespace before the first field line");
+            if (++sc->lines > p->limits.max_headers)
+                return scan_fail(p, 431, "too many header fields");
+        }
+        if (sc->in_name) {
+            if (c == ':') {
+                if (sc->line_len == 0)
+                    return scan_fail(p, 400, "empty field name");
+                sc->in_name = false;
+            } else if (c == ' ' || c == '\t') {
+                /* RFC 9112 5.1: no whitespace between name and colon. */
+                return scan_fail(p, 400, "whitespace in a field name");
+            }
+        }
+        sc->line_len++;
+    }
+    *scanned = i;
     return true;
 }
 
@@ -150,57 +247,10 @@ static bool end_line(coil__http_parser *p)
  * first violation. */
 static bool scan(coil__http_parser *p, const char *s, size_t n, size_t *scanned)
 {
-    size_t i = 0;
-    for (; i < n && !p->m.sc.done; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!p->m.sc.start_line && ++p->m.sc.head_bytes > p->limits.max_header_bytes)
-            return scan_fail(p, 431, "header section too large");
-        if (p->m.sc.cr) {
-            if (c != '\n')
-                return scan_fail(p, 400, "CR without LF");
-            p->m.sc.cr = false;
-            if (!end_line(p))
-                return false;
-            continue;
-        }
-        if (c == '\r') {
-            p->m.sc.cr = true;
-            continue;
-        }
-        if (c == '\n')
-            return scan_fail(p, 400, "LF without CR");
-        if (c == '\0')
-            return scan_fail(p, 400, "NUL in the head");
-        if (p->m.sc.start_line) {
-            if (!start_line_byte(p, c))
-                return false;
-            continue;
-        }
-        if (p->m.sc.line_start) {
-            p->m.sc.line_start = false;
-            /* RFC 9112 5.2: obs-fold must be rejected (or replaced) by a
-             * server; RFC 9112 2.2: whitespace before the first field line
-             * must be rejected. Either way the line would smuggle a field. */
-            if (c == ' ' || c == '\t')
-                return scan_fail(p, 400, p->m.sc.lines ? "obs-fold in the field section"
-                                                     : "whitespace before the first field line");
-            if (++p->m.sc.lines > p->limits.max_headers)
-                return scan_fail(p, 431, "too many header fields");
-        }
-        if (p->m.sc.in_name) {
-            if (c == ':') {
-                if (p->m.sc.line_len == 0)
-                    return scan_fail(p, 400, "empty field name");
-                p->m.sc.in_name = false;
-            } else if (c == ' ' || c == '\t') {
-                /* RFC 9112 5.1: no whitespace between name and colon. */
-                return scan_fail(p, 400, "whitespace in a field name");
-            }
-        }
-        p->m.sc.line_len++;
-    }
-    *scanned = i;
-    return true;
+    scan_state sc = p->m.sc;
+    bool ok = scan_bytes(p, &sc, s, n, scanned);
+    p->m.sc = sc;
+    return ok;
 }
 
 /* ---- field semantics ---- */
@@ -285,18 +335,20 @@ static int field_meaning(coil__http_parser *p, const coil__http_field *f)
 {
     const char *n = f->name, *v = f->value;
     size_t nl = f->name_len, vl = f->value_len;
-    if (coil__http_ieq(n, nl, "content-length"))
+    /* The length picks the one name worth comparing: most fields mean
+     * nothing here, and every head has several. */
+    if (nl == 14 && coil__http_ieq(n, nl, "content-length"))
         return field_content_length(p, v, vl);
-    if (coil__http_ieq(n, nl, "transfer-encoding"))
+    if (nl == 17 && coil__http_ieq(n, nl, "transfer-encoding"))
         return field_transfer_encoding(p, v, vl);
-    if (coil__http_ieq(n, nl, "connection")) {
+    if (nl == 10 && coil__http_ieq(n, nl, "connection")) {
         field_connection(p, v, vl);
-    } else if (coil__http_ieq(n, nl, "upgrade")) {
+    } else if (nl == 7 && coil__http_ieq(n, nl, "upgrade")) {
         p->m.upgrade_field = true;
-    } else if (coil__http_ieq(n, nl, "expect")) {
+    } else if (nl == 6 && coil__http_ieq(n, nl, "expect")) {
         if (coil__http_ieq(v, vl, "100-continue"))
             p->m.expect_100 = true;
-    } else if (p->is_request && coil__http_ieq(n, nl, "host")) {
+    } else if (nl == 4 && p->is_request && coil__http_ieq(n, nl, "host")) {
         /* RFC 9112 3.2: exactly one Host, with a valid value. */
         if (++p->m.host_count > 1)
             return fail(p, 400, "more than one Host");

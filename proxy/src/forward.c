@@ -108,6 +108,7 @@ typedef struct fwd {
     px_upload upload;
     bool uploading;            /* upload holds a task */
     bool reusable;             /* the upstream connection may be pooled afterwards */
+    bool reused;               /* the connection came from the pool */
     int64_t up_start_ns;       /* first connect attempt */
     int64_t head_sent_ns;
     int status;                /* for metrics and the log */
@@ -143,6 +144,7 @@ static int connect_and_send(fwd *f, const char *head, size_t len)
         f->peer = p;
         bool reused;
         err = px_connect(core, g, p, &f->up, &reused);
+        f->reused = reused;
         if (err < 0) {
             px_peer_failed(core, g, p);
             continue;
@@ -310,7 +312,24 @@ static int tunnel(fwd *f, const coil_http_response_head *rh)
     return 0;
 }
 
-static int relay(fwd *f, bool tunnelling, coil_buf *first)
+/* A request that may go again after a pooled connection turned out to be
+ * closed: nothing of it was acted on (no byte of an answer came), it has
+ * no body to send twice, and its method is idempotent. */
+static bool may_resend(const fwd *f, int err)
+{
+    static const char *const m[] = { "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE" };
+    const coil_http_request *req = f->req;
+    if (err != -ECONNRESET || !f->reused || req->chunked || req->content_length > 0)
+        return false;
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (coil_http_method_is(req, m[i]))
+            return true;
+    return false;
+}
+
+/* Returns -EAGAIN, without answering, when the request may go again on
+ * another connection (retry: see may_resend). */
+static int relay(fwd *f, bool tunnelling, coil_buf *first, bool retry)
 {
     coil_http_request *req = f->req;
     bool has_body = req->chunked || req->content_length > 0;
@@ -325,6 +344,8 @@ static int relay(fwd *f, bool tunnelling, coil_buf *first)
     }
     coil_http_response_head rh;
     int err = read_final_head(f, expect, &rh);
+    if (err < 0 && retry && may_resend(f, err))
+        return -EAGAIN; /* the upstream closed a pooled connection as we used it */
     if (err < 0)
         return head_failed(f, err);
     px_peer_ok(f->peer);
@@ -405,25 +426,34 @@ static int forward(coil_http_service *self, coil_http_request *req)
         hb = (px_head_buf){ .p = big, .cap = HEAD_CAP };
         px_build_request_head(&hb, req, req->chunked, tunnelling);
     }
-    int err = hb.overflow ? -E2BIG : connect_and_send(&f, hb.p, hb.len);
-    free(big);
-    if (err < 0)
-        coil_buf_release(&first);
-    if (err == -E2BIG) {
+    if (hb.overflow) {
+        free(big);
         account(core, req, 431);
         return error_answer(req, 431, "request head too large to forward");
     }
-    if (err < 0) {
-        core->metrics.upstream_errors++;
-        account(core, req, 502);
-        log_note(&f);
-        return error_answer(req, 502, err == -ETIMEDOUT ? "upstream connect timed out"
-                                                        : "upstream unreachable");
+    int result;
+    for (unsigned again = f.g->conf->retries;; again--) {
+        int err = connect_and_send(&f, hb.p, hb.len);
+        if (err < 0) {
+            free(big);
+            coil_buf_release(&first);
+            core->metrics.upstream_errors++;
+            account(core, req, 502);
+            log_note(&f);
+            return error_answer(req, 502, err == -ETIMEDOUT ? "upstream connect timed out"
+                                                            : "upstream unreachable");
+        }
+        f.peer->outstanding++;
+        f.peer->requests++;
+        result = relay(&f, tunnelling, &first, again > 0);
+        f.peer->outstanding--;
+        if (result != -EAGAIN)
+            break;
+        coil_http_client_close(f.up);
+        f.up = NULL;
+        f.reusable = true;
     }
-    f.peer->outstanding++;
-    f.peer->requests++;
-    int result = relay(&f, tunnelling, &first);
-    f.peer->outstanding--;
+    free(big);
     if (f.reusable && result == 0)
         px_release(core, f.g, f.peer, f.up);
     else

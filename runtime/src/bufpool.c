@@ -1,9 +1,10 @@
 /*
  * Receive buffers of one loop: buf_count buffers of buf_size bytes carved
- * from one allocation and named by a 16-bit-compatible id. On io_uring with
- * buffer rings the kernel picks buffers; otherwise (epoll, or io_uring
- * without buffer rings) a LIFO free stack picks them, so a lightly loaded
- * loop keeps touching the same few buffers and its RSS stays small.
+ * from one allocation and named by a 16-bit-compatible id. A LIFO free stack
+ * picks them, so a lightly loaded loop keeps touching the same few buffers
+ * and its RSS stays small. On io_uring with a buffer ring the kernel picks
+ * from a window of buffers offered to it, refilled from that stack (see
+ * uring.c).
  */
 #include <errno.h>
 #include <stdlib.h>

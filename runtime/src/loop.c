@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "loop_impl.h"
 
 #ifdef COIL_ASAN
@@ -130,6 +131,11 @@ int coil_loop_init(coil_loop *loop, const coil_loop_options *opts)
     err = backend_start(l);
     if (err < 0)
         goto fail_msgs;
+    err = coil__faults_env(l);
+    if (err < 0) {
+        l->be->exit(l);
+        goto fail_msgs;
+    }
     owned_loop = l;
     if (!__atomic_exchange_n(&logged_backend, true, __ATOMIC_RELAXED))
         coil__log("backend: %s", l->be->name);
@@ -157,6 +163,7 @@ int coil_loop_exit(coil_loop *loop)
     l->exiting = true;
     coil__msgs_run(l); /* messages already queued are delivered, not leaked */
     coil__pipes_exit(l);
+    coil__faults_exit(l);
     l->be->exit(l);
     coil__msgs_exit(l);
     coil__bufpool_exit(&l->bufs);
@@ -181,6 +188,9 @@ static int64_t wait_budget(struct coil__loop *l, int64_t timeout_ns)
     if (l->ready_head || l->stop)
         return 0;
     int64_t next = coil__timers_next(l);
+    int64_t unarmed = coil__deadlines_next(l);
+    if (unarmed >= 0 && (next < 0 || unarmed < next))
+        next = unarmed;
     if (next < 0)
         return timeout_ns;
     int64_t until = next - l->now;
@@ -210,6 +220,7 @@ static int turn(coil_loop *loop, int64_t timeout_ns)
     int64_t budget = alive(l) ? wait_budget(l, timeout_ns) : 0;
     int err = l->be->poll(l, budget);
     l->now = coil__clock_ns();
+    coil__deadlines_arm(l);
     coil__timers_run(l);
     coil__msgs_run(l);
     coil__run_ready(l);

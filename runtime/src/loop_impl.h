@@ -33,6 +33,19 @@ typedef struct coil__wait {
     uint32_t flags;    /* completion flags the waker hands over */
 } coil__wait;
 
+/* A wait's deadline (one per task: a task waits for one thing at a time).
+ * Its timer is armed only if the wait is still on after the next poll: most
+ * waits (a send through the ring, a receive whose bytes are queued) end
+ * within the turn, and a heap insert plus removal for each showed in
+ * profiles. */
+typedef struct coil__deadline {
+    coil_timer timer;
+    struct coil__wait *w;
+    int64_t when;
+    struct coil__deadline *prev, *next; /* on the loop's list until armed */
+    bool listed;
+} coil__deadline;
+
 /* Waiter of a coil_event or of a socket's readiness (epoll). */
 typedef struct coil__waiter {
     coil__wait *w;
@@ -58,6 +71,7 @@ struct coil_task {
     coil__wait *join_wait;
     int result;
     int interrupt;             /* pending one-shot error, 0 if none */
+    coil__deadline deadline;   /* of the wait the task is blocked on, if it has one */
     uint8_t state;
     bool cancelled;
     bool detached;
@@ -142,6 +156,7 @@ struct coil__loop {
     coil_timer **heap;
     uint32_t heap_len, heap_cap;
     coil_timer stack_trim_timer;
+    coil__deadline *new_deadlines;   /* waits' deadlines not armed yet */
 
     int64_t now;
     int64_t last_trim;         /* when idle stacks last gave their pages back */
@@ -169,6 +184,10 @@ struct coil__loop {
      * whole by the owner (see msg.c) */
     _Atomic(coil_msg *) inbox;
     int wake_efd;              /* eventfd doorbell */
+
+    /* fault injection (fault.c): NULL unless faults were configured; then
+     * be points into it */
+    struct coil__faults *faults;
 };
 
 /* loop.c */
@@ -192,6 +211,10 @@ static inline coil_task *coil__self_in(struct coil__loop *l) { return l ? l->cur
 void coil__waitq_push(coil__waiter **head, coil__waiter **tail, coil__waiter *n);
 void coil__waitq_remove(coil__waiter **head, coil__waiter **tail, coil__waiter *n);
 void coil__tasks_exit(struct coil__loop *l);
+/* Arms the timers of deadlines whose waits are still on (after a poll). */
+void coil__deadlines_arm(struct coil__loop *l);
+/* The earliest deadline not armed yet, or -1. */
+int64_t coil__deadlines_next(struct coil__loop *l);
 
 /* timer.c */
 void coil__timers_run(struct coil__loop *l);

@@ -121,17 +121,53 @@ static void deadline_fired(coil_timer *timer)
     wait_abort(timer->data, -ETIMEDOUT);
 }
 
+static void deadline_unlist(struct coil__loop *l, coil__deadline *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        l->new_deadlines = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    d->listed = false;
+}
+
+void coil__deadlines_arm(struct coil__loop *l)
+{
+    while (l->new_deadlines) {
+        coil__deadline *d = l->new_deadlines;
+        deadline_unlist(l, d);
+        if (!d->w->done && coil_timer_start(&d->timer, d->when) < 0)
+            wait_abort(d->w, -ENOMEM);
+    }
+}
+
+int64_t coil__deadlines_next(struct coil__loop *l)
+{
+    int64_t next = -1;
+    for (coil__deadline *d = l->new_deadlines; d; d = d->next)
+        if (next < 0 || d->when < next)
+            next = d->when;
+    return next;
+}
+
 int coil__block(struct coil__loop *l, coil__wait *w, int64_t deadline)
 {
     coil_task *t = l->current;
     w->task = t;
-    coil_timer dl;
+    coil__deadline *dl = &t->deadline;
     bool timed = deadline != COIL_NO_DEADLINE;
     if (timed) {
-        coil_timer_init(l->pub, &dl, deadline_fired);
-        dl.data = w;
-        if (coil_timer_start(&dl, deadline) < 0)
-            wait_abort(w, -ENOMEM);
+        coil_timer_init(l->pub, &dl->timer, deadline_fired);
+        dl->timer.data = w;
+        dl->w = w;
+        dl->when = deadline;
+        dl->prev = NULL;
+        dl->next = l->new_deadlines;
+        if (dl->next)
+            dl->next->prev = dl;
+        l->new_deadlines = dl;
+        dl->listed = true;
     }
     t->wait = w;
     /* A cancel that raced with starting the operation still ends the wait. */
@@ -146,8 +182,12 @@ int coil__block(struct coil__loop *l, coil__wait *w, int64_t deadline)
     }
     t->state = COIL__TASK_RUNNING;
     t->wait = NULL;
-    if (timed)
-        coil_timer_stop(&dl);
+    if (timed) {
+        if (dl->listed)
+            deadline_unlist(l, dl);
+        else
+            coil_timer_stop(&dl->timer);
+    }
     return w->reason;
 }
 
@@ -187,7 +227,8 @@ static void join_abort(coil__wait *w)
     coil__wake(w);
 }
 
-int coil_join(coil_task *t, int *result)
+/* shielded: neither a cancel nor an interrupt of the caller ends the wait. */
+static int join(coil_task *t, int *result, bool shielded)
 {
     struct coil__loop *l = coil__tls_loop;
     coil_task *self = coil__self_in(l);
@@ -196,10 +237,10 @@ int coil_join(coil_task *t, int *result)
     if (!t || t == self || t->loop != l || t->joiner || t->detached)
         return -EINVAL;
     if (t->state != COIL__TASK_DONE) {
-        int err = coil__pending(self);
+        int err = shielded ? 0 : coil__pending(self);
         if (err)
             return err;
-        coil__wait w = { .abort = join_abort, .ctx = t };
+        coil__wait w = { .abort = join_abort, .ctx = t, .shield = shielded };
         t->joiner = self;
         t->join_wait = &w;
         err = coil__block(l, &w, COIL_NO_DEADLINE);
@@ -212,24 +253,14 @@ int coil_join(coil_task *t, int *result)
     return 0;
 }
 
+int coil_join(coil_task *t, int *result)
+{
+    return join(t, result, false);
+}
+
 int coil_join_shielded(coil_task *t, int *result)
 {
-    struct coil__loop *l = coil__tls_loop;
-    coil_task *self = coil__self_in(l);
-    if (!self)
-        return -EPERM;
-    if (!t || t == self || t->loop != l || t->joiner || t->detached)
-        return -EINVAL;
-    if (t->state != COIL__TASK_DONE) {
-        coil__wait w = { .abort = join_abort, .ctx = t, .shield = true };
-        t->joiner = self;
-        t->join_wait = &w;
-        coil__block(l, &w, COIL_NO_DEADLINE);
-    }
-    if (result)
-        *result = t->result;
-    task_free(l, t);
-    return 0;
+    return join(t, result, true);
 }
 
 void coil_detach(coil_task *t)

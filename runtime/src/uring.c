@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
@@ -75,6 +76,11 @@ void coil__uring_op_init(coil__uring_op *op, coil_sock *s)
     *op = (coil__uring_op){ .s = s };
 }
 
+void coil__uring_task_op_init(coil__uring_task_op *op, coil_sock *s)
+{
+    *op = (coil__uring_task_op){ .op = { .s = s } };
+}
+
 struct io_uring_sqe *coil__uring_start(struct coil__loop *l, coil__uring_op *op)
 {
     uring_state *st = US(l);
@@ -105,11 +111,11 @@ void coil__uring_cancel(struct coil__loop *l, coil__uring_op *op)
 
 static void task_op_abort(coil__wait *w)
 {
-    coil__uring_op *op = (coil__uring_op *)w; /* w is op's first member */
-    coil__uring_cancel(op->s ? op->s->loop : coil__tls_loop, op);
+    coil__uring_task_op *t = (coil__uring_task_op *)((char *)w - offsetof(coil__uring_task_op, w));
+    coil__uring_cancel(t->op.s ? t->op.s->loop : coil__tls_loop, &t->op);
 }
 
-int64_t coil__uring_wait(struct coil__loop *l, coil__uring_op *op, int64_t deadline)
+int64_t coil__uring_wait(struct coil__loop *l, coil__uring_task_op *op, int64_t deadline)
 {
     op->w.abort = task_op_abort;
     int reason = coil__block(l, &op->w, deadline);
@@ -137,13 +143,44 @@ static void op_complete(struct coil__loop *l, coil__uring_op *op, int32_t res, u
         return;
     }
     (void)l;
-    op->w.res = res;
-    op->w.flags = flags;
+    coil__uring_task_op *t = (coil__uring_task_op *)op; /* op is its first member */
+    t->w.res = res;
+    t->w.flags = flags;
     if (!more)
-        coil__wake(&op->w);
+        coil__wake(&t->w);
 }
 
 /* ---- buffer ring ---- */
+
+/* Buffers offered to the kernel at first: the ring hands them out oldest
+ * first, so all of them are touched in turn, and a quiet loop would keep a
+ * page of every buffer resident. The window widens when the ring runs dry. */
+static uint32_t window_start(uint32_t n)
+{
+    uint32_t w = n / 4 > 64 ? n / 4 : 64;
+    return w < n ? w : n;
+}
+
+static void br_post(struct coil__loop *l, uint32_t id, int offset)
+{
+    uring_state *st = US(l);
+    io_uring_buf_ring_add(st->br, coil__buf_addr(&l->bufs, id), l->bufs.size, (unsigned short)id,
+                          io_uring_buf_ring_mask(l->bufs.count), offset);
+}
+
+/* Tops the ring up to the window from the pool's LIFO stack. */
+static void br_fill(struct coil__loop *l)
+{
+    uring_state *st = US(l);
+    coil__bufpool *p = &l->bufs;
+    int added = 0;
+    while (st->br_posted < st->br_target && p->nfree) {
+        br_post(l, p->free_ids[--p->nfree], added++);
+        st->br_posted++;
+    }
+    if (added)
+        io_uring_buf_ring_advance(st->br, added); /* store-release: entries before tail */
+}
 
 static int bufring_setup(struct coil__loop *l)
 {
@@ -165,23 +202,38 @@ static int bufring_setup(struct coil__loop *l)
         st->br = NULL;
         return err;
     }
-    int mask = io_uring_buf_ring_mask(n);
-    for (unsigned i = 0; i < n; i++)
-        io_uring_buf_ring_add(st->br, coil__buf_addr(&l->bufs, i), l->bufs.size, (unsigned short)i,
-                              mask, (int)i);
-    io_uring_buf_ring_advance(st->br, (int)n);
+    /* From now on a buffer is in the ring, on the pool's free stack (lowest
+     * ids on top), or held; nfree counts the stack. */
     l->bufs.kernel_ring = true;
-    l->bufs.nfree = 0; /* the kernel picks from now on */
+    st->br_posted = 0;
+    st->br_target = window_start(n);
+    br_fill(l);
     return 0;
 }
 
 static void uring_buf_recycle(struct coil__loop *l, uint32_t id)
 {
     uring_state *st = US(l);
-    io_uring_buf_ring_add(st->br, coil__buf_addr(&l->bufs, id), l->bufs.size, (unsigned short)id,
-                          io_uring_buf_ring_mask(l->bufs.count), 0);
+    if (st->br_posted >= st->br_target) {
+        l->bufs.free_ids[l->bufs.nfree++] = id;
+        return;
+    }
+    br_post(l, id, 0);
     /* store-release inside: the kernel sees the entry before the new tail */
     io_uring_buf_ring_advance(st->br, 1);
+    st->br_posted++;
+}
+
+void coil__uring_bufs_short(struct coil__loop *l)
+{
+    uring_state *st = US(l);
+    /* The ring was empty when this completion was posted. The count only
+     * sizes the window (a buffer is in the ring, on the stack or held,
+     * whatever it says), so restarting it from here is good enough. */
+    st->br_posted = 0;
+    uint32_t wider = st->br_target * 2;
+    st->br_target = wider < l->bufs.count ? wider : l->bufs.count;
+    br_fill(l);
 }
 
 /* ---- set-up ---- */
@@ -284,6 +336,8 @@ static void dispatch(struct coil__loop *l, struct io_uring_cqe *cqe)
         }
         return;
     }
+    if ((flags & IORING_CQE_F_BUFFER) && st->br_posted)
+        st->br_posted--;
     uint32_t idx = (uint32_t)tag;
     uint32_t gen = (uint32_t)(tag >> 32);
     if (idx >= st->cap || !st->slot_op[idx] || st->slot_gen[idx] != gen) {
@@ -312,6 +366,8 @@ static int uring_poll(struct coil__loop *l, int64_t timeout_ns)
         ssize_t rr = read(st->notify_efd, &v, sizeof(v));
         (void)rr;
     }
+    if (st->br)
+        br_fill(l);
     if (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW)
         l->cq_overflows++;
     int ret;

@@ -32,24 +32,40 @@ static int rx_ensure(coil_sock *s)
 {
     if (s->rx)
         return 0;
-    uint32_t cap = (s->flags & COIL__SOCK_LISTENER) ? 64 : s->loop->opts.bufs_per_sock;
     struct coil__sock_rx *rx = calloc(1, sizeof(*rx));
     if (!rx)
         return -ENOMEM;
-    rx->size = cap + 8; /* room for completions posted before the stop took effect */
-    rx->q = malloc(rx->size * sizeof(rx->q[0]));
-    if (!rx->q) {
-        free(rx);
-        return -ENOMEM;
-    }
-    rx->cap = cap;
+    rx->size = 1;
     s->rx = rx;
     return 0;
 }
 
+/* Entries at which the multishot is stopped, so that a slow task cannot
+ * drain the buffer ring (a listener: a backlog's worth). */
+static uint32_t rx_cap(const coil_sock *s)
+{
+    return (s->flags & COIL__SOCK_LISTENER) ? 64 : s->loop->opts.bufs_per_sock;
+}
+
+static struct rx_entry *rx_at(struct coil__sock_rx *rx, uint32_t i)
+{
+    return rx->size == 1 ? &rx->one : &rx->q[(rx->head + i) % rx->size];
+}
+
+/* Gives a queue that went empty its inline room back: an idle socket holds
+ * no array of its own. */
+static void rx_shrink(struct coil__sock_rx *rx)
+{
+    if (rx->count || rx->size == 1)
+        return;
+    free(rx->q);
+    rx->size = 1;
+    rx->head = 0;
+}
+
 static struct rx_entry *rx_head(struct coil__sock_rx *rx)
 {
-    return &rx->q[rx->head];
+    return rx_at(rx, 0);
 }
 
 static void rx_pop(struct coil__sock_rx *rx)
@@ -77,16 +93,20 @@ static void rx_cancel(coil_sock *s)
     }
 }
 
-/* Doubles the queue, keeping entries in order. */
-static int rx_grow(struct coil__sock_rx *rx)
+/* Moves the queue to a bigger heap array, keeping entries in order: room
+ * for cap entries plus completions posted before a stop took effect, then
+ * doubling. */
+static int rx_grow(coil_sock *s)
 {
-    uint32_t size = rx->size * 2;
+    struct coil__sock_rx *rx = s->rx;
+    uint32_t size = rx->size == 1 ? rx_cap(s) + 8 : rx->size * 2;
     struct rx_entry *q = malloc(size * sizeof(*q));
     if (!q)
         return -ENOMEM;
     for (uint32_t i = 0; i < rx->count; i++)
-        q[i] = rx->q[(rx->head + i) % rx->size];
-    free(rx->q);
+        q[i] = *rx_at(rx, i);
+    if (rx->size > 1)
+        free(rx->q);
     rx->q = q;
     rx->head = 0;
     rx->size = size;
@@ -100,21 +120,27 @@ static void rx_push(coil_sock *s, int32_t res, uint32_t buf_id)
      * still need a place: a multishot accept takes the whole backlog at once.
      * The queue grows rather than drop a connection or bytes; its size stays
      * bounded by the backlog (accept) or the buffer ring (recv). */
-    if (rx->count == rx->size && rx_grow(rx) < 0) {
+    if (rx->count == rx->size && rx_grow(s) < 0) {
         if (res > 0 && !(s->flags & COIL__SOCK_LISTENER))
             coil__buf_give_back(s->loop, buf_id);
         else if (res >= 0)
             close(res);
         /* Out of memory: end the stream with an error rather than lose
-         * part of it silently. */
-        rx->q[(rx->head + rx->count - 1) % rx->size].res = -ENOMEM;
+         * part of it silently; the entry it replaces gives its buffer or
+         * fd back. */
+        struct rx_entry *last = rx_at(rx, rx->count - 1);
+        if (last->res > 0 && !(s->flags & COIL__SOCK_LISTENER))
+            coil__buf_give_back(s->loop, last->buf_id);
+        else if (last->res >= 0 && (s->flags & COIL__SOCK_LISTENER))
+            close(last->res);
+        last->res = -ENOMEM;
         return;
     }
-    struct rx_entry *e = &rx->q[(rx->head + rx->count) % rx->size];
+    struct rx_entry *e = rx_at(rx, rx->count);
     e->res = res;
     e->buf_id = buf_id;
     rx->count++;
-    if (rx->count >= rx->cap)
+    if (rx->count >= rx_cap(s))
         rx_cancel(s);
 }
 
@@ -142,6 +168,7 @@ static void ms_on_cqe(coil__uring_op *op, int32_t res, uint32_t flags, bool more
          * single-shot receives until buffers come back. */
         l->bufs_exhausted++;
         s->flags |= COIL__SOCK_RX_STARVED;
+        coil__uring_bufs_short(l);
     } else if (res == -ECANCELED && (was_cancelling || (s->flags & COIL__SOCK_CLOSING))) {
         /* our own stop */
     } else if (res >= 0 && (s->flags & COIL__SOCK_LISTENER)) {
@@ -232,16 +259,16 @@ static int64_t run_op(coil_sock *s, coil__waiter **slot, prep_fn prep, void *ctx
     coil__waiter marker = { 0 };
     if (slot && (err = claim(slot, &marker)) < 0)
         return err;
-    coil__uring_op op;
-    coil__uring_op_init(&op, s);
-    struct io_uring_sqe *sqe = coil__uring_start(l, &op);
+    coil__uring_task_op op;
+    coil__uring_task_op_init(&op, s);
+    struct io_uring_sqe *sqe = coil__uring_start(l, &op.op);
     if (!sqe) {
         if (slot)
             *slot = NULL;
         return -ENOMEM;
     }
     prep(sqe, s, ctx);
-    coil__uring_tag(sqe, &op);
+    coil__uring_tag(sqe, &op.op);
     int64_t res = coil__uring_wait(l, &op, deadline);
     if (slot && *slot == &marker)
         *slot = NULL;
@@ -395,15 +422,15 @@ static ssize_t recv_select(coil_sock *s, coil_buf *out, int64_t deadline)
     coil__waiter marker = { 0 };
     if ((err = claim(&s->rd, &marker)) < 0)
         return err;
-    coil__uring_op op;
-    coil__uring_op_init(&op, s);
-    struct io_uring_sqe *sqe = coil__uring_start(l, &op);
+    coil__uring_task_op op;
+    coil__uring_task_op_init(&op, s);
+    struct io_uring_sqe *sqe = coil__uring_start(l, &op.op);
     if (!sqe) {
         s->rd = NULL;
         return -ENOMEM;
     }
     prep_recv_select(sqe, s, NULL);
-    coil__uring_tag(sqe, &op);
+    coil__uring_tag(sqe, &op.op);
     int64_t res = coil__uring_wait(l, &op, deadline);
     if (s->rd == &marker)
         s->rd = NULL;
@@ -418,7 +445,8 @@ static ssize_t recv_select(coil_sock *s, coil_buf *out, int64_t deadline)
     }
     if (res == -ENOBUFS) {
         l->bufs_exhausted++;
-        s->flags |= COIL__SOCK_RX_STARVED; /* heap buffers until the ring refills */
+        s->flags |= COIL__SOCK_RX_STARVED; /* own buffers until the ring refills */
+        coil__uring_bufs_short(l);
         return u_recv_buf(s, out, deadline);
     }
     return res;
@@ -515,14 +543,24 @@ static void prep_sendmsg(struct io_uring_sqe *sqe, coil_sock *s, void *ctx)
         io_uring_prep_sendmsg(sqe, s->fd, &c->mh, MSG_NOSIGNAL);
 }
 
+/* Below this many bytes a send goes through the ring: see u_sendmsg. */
+#define RING_SEND_MAX 4096
+
 static ssize_t u_sendmsg(coil_sock *s, struct iovec *iov, int iovcnt, int64_t deadline)
 {
     struct io_ctx c = { .mh = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt } };
-    /* Most sends fit in the socket buffer: one non-blocking attempt costs a
-     * system call but saves a loop turn and a completion, and the task goes
-     * on at once. Only when the buffer is full does the ring wait for room.
-     * No other send can be in flight on s (one sender at a time). */
-    if (!s->wr) {
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    /* A small send (an answer, a request head) is queued on the ring: every
+     * task that answers in this turn shares the one io_uring_enter that also
+     * waits for the next completions, and the kernel runs each send inline
+     * on submission. A sendmsg(2) of its own per answer cost more than the
+     * task switch it saved. A large send (a body streamed chunk by chunk)
+     * tries the socket at once instead: the copy dwarfs the system call,
+     * and the task goes on without waiting for a turn. No other send can be
+     * in flight on s (one sender at a time). */
+    if (!s->wr && total >= RING_SEND_MAX) {
         int err = coil__pending(s->loop->current);
         if (err)
             return err;
@@ -575,6 +613,8 @@ static int u_park(coil_sock *s)
         coil__sock_park_fire(s, false);
         return 0;
     }
+    if (s->rx)
+        rx_shrink(s->rx);
     bool multishot = SS(s)->multishot && !(s->flags & COIL__SOCK_RX_STARVED);
     return rx_arm_kind(s, !multishot);
 }
@@ -607,7 +647,8 @@ static void rx_release(coil_sock *s)
         }
         rx_pop(rx);
     }
-    free(rx->q);
+    if (rx->size > 1)
+        free(rx->q);
     free(rx);
     s->rx = NULL;
 }

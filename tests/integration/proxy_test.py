@@ -25,6 +25,9 @@ The upstream (threads, raw sockets) answers by path:
   /expect        sends 100 Continue (0.3 s after the head), then reads the body
   /expectdeny    answers 403 at once and counts body bytes that still arrive
   /ws            switches to a raw echo after 101 (Upgrade: websocket)
+  /dropnext      answers keep-alive, then closes the connection as soon as the
+                 next request on it arrives (a pooled connection that dies
+                 just as it is reused)
 A path under /roomy/ or /tight/ (routes with their own body limits) is
 served as the path without that prefix. Every request head it receives is
 recorded, and events ("sink aborted after N", ...) too. The backend comes from
@@ -117,6 +120,7 @@ def read_body(conn, head, rest):
 def serve_one(conn):
     with lock:
         live_upstream[0] += 1
+    drop_next = False
     try:
         while True:
             head, rest = read_head(conn)
@@ -124,6 +128,9 @@ def serve_one(conn):
                 return
             with lock:
                 received.append(head)
+            if drop_next:
+                event("dropped " + head.split(" ")[1])
+                return
             path = head.split(" ")[1]
             for prefix in ("/pair/", "/roomy/", "/tight/"):
                 if path.startswith(prefix):
@@ -182,6 +189,9 @@ def serve_one(conn):
                              b"Connection: close\r\n\r\n")
                 time.sleep(0.2)
                 return
+            elif path == "/dropnext":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+                drop_next = True
             elif path == "/echostream":
                 m = re.search(r"(?i)\r\ncontent-length: *(\d+)", head)
                 n = int(m.group(1))
@@ -383,6 +393,23 @@ def duplex_checks(tag, port):
     s.close()
     check(tag + "request body up while the response comes down (echo piece by piece)",
           ok and status(data) == 200 and dechunk(data.partition(b"\r\n\r\n")[2]) == piece * 4, data[:120])
+
+    # a pooled connection closed as it is reused: an idempotent request
+    # without a body goes again on another connection, a POST does not
+    for method, want in ((b"GET", 200), (b"POST", 502)):
+        with lock:
+            del events[:]
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /dropnext HTTP/1.1\r\nHost: a\r\n\r\n")
+        first = recv_until(s, lambda d: d.endswith(b"next"))
+        body = b"" if method == b"GET" else b"Content-Length: 2\r\n\r\nhi"
+        s.sendall(method + b" /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" +
+                  (body or b"\r\n"))
+        second = recv_until(s, lambda d: False)
+        s.close()
+        check(tag + "pooled connection closed on reuse: %s -> %d" % (method.decode(), want),
+              status(first) == 200 and status(second) == want and
+              wait_event(lambda e: e == "dropped /ok"), (first[:40], second[:80], events))
 
     # slow response body, slow request body
     out = raw(port, b"GET /slowbody HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -689,6 +690,106 @@ static void test_park_thousand(void **state)
     free(pkc);
 }
 
+/* ---- a parked socket's record, and the buffers a quiet loop touches ---- */
+
+static int never_runs(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static int small_record_main(void *arg)
+{
+    int *ok = arg;
+    coil_sock c, s;
+    if (pair(&c, &s) < 0)
+        return -1;
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    coil_buf b;
+    int64_t dl = coil_deadline_in(&loop, 5000 * MS);
+    /* The first receive arms the multishot; three more writes queue three
+     * completions while nobody reads: more than the record holds inline. */
+    if (coil_send(&c, "a", 1, dl) != 1 || coil_recv_buf(&s, &b, dl) != 1)
+        goto out;
+    coil_buf_release(&b);
+    for (int i = 0; i < 3; i++) {
+        if (coil_send(&c, "b", 1, dl) != 1)
+            goto out;
+        coil_sleep(5 * MS);
+    }
+    while (s.rx->count < 3 && coil_now(&loop) < dl)
+        coil_sleep(MS);
+    ok[0] = s.rx->count == 3 && s.rx->size > 1;
+    while (coil_sock_rx_pending(&s)) {
+        if (coil_recv_buf(&s, &b, dl) <= 0)
+            goto out;
+        coil_buf_release(&b);
+    }
+    /* Parked and idle: the multishot stays armed, the record is all. */
+    if (coil_park(&s, never_runs, NULL, COIL_NO_DEADLINE) < 0)
+        goto out;
+    ok[1] = s.rx && s.rx->armed && s.rx->size == 1 && s.rx->count == 0;
+    coil_unpark(&s);
+out:
+    coil_close(&c);
+    coil_close(&s);
+    return 0;
+}
+
+static void test_parked_record_is_small(void **state)
+{
+    (void)state;
+    int ok[2] = { 0, 0 };
+    assert_true(sizeof(struct coil__sock_rx) <= 56);
+    assert_int_equal(harness_run(&loop, small_record_main, ok), 0);
+    assert_int_equal(ok[0], 1); /* a burst moved the queue to the heap */
+    assert_int_equal(ok[1], 1); /* parking gave it back */
+    assert_int_equal(stats().bufs_in_use, 0);
+}
+
+#define QUIET_ROUNDS 400
+
+static int quiet_main(void *arg)
+{
+    unsigned *distinct = arg;
+    coil_sock c, s;
+    if (pair(&c, &s) < 0)
+        return -1;
+    static bool seen[1 << 15];
+    memset(seen, 0, sizeof(seen));
+    int64_t dl = coil_deadline_in(&loop, 10000 * MS);
+    for (int i = 0; i < QUIET_ROUNDS; i++) {
+        coil_buf b;
+        if (coil_send(&c, "x", 1, dl) != 1 || coil_recv_buf(&s, &b, dl) != 1)
+            break;
+        if (!seen[b.id]) {
+            seen[b.id] = true;
+            (*distinct)++;
+        }
+        coil_buf_release(&b);
+    }
+    coil_close(&c);
+    coil_close(&s);
+    return 0;
+}
+
+/* The kernel hands out ring buffers oldest first: offered all at once, one
+ * quiet connection would touch a page of every buffer in turn. */
+static void test_quiet_loop_touches_few_buffers(void **state)
+{
+    (void)state;
+    unsigned distinct = 0;
+    assert_int_equal(harness_run(&loop, quiet_main, &distinct), 0);
+    coil_loop_stats st = stats();
+    assert_true(distinct > 0);
+    if (distinct > st.bufs_total / 2)
+        fail_msg("%u of %llu buffers used for %d one-byte messages", distinct,
+                 (unsigned long long)st.bufs_total, QUIET_ROUNDS);
+    assert_int_equal(st.bufs_exhausted, 0);
+    assert_int_equal(st.bufs_in_use, 0);
+}
+
 /* Exits 77 when io_uring cannot be used here, as liburing's tests do. */
 static int probe(void)
 {
@@ -767,6 +868,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_park_thousand, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_single_shot_for_backpressure, setup_default, teardown),
+        cmocka_unit_test_setup_teardown(test_parked_record_is_small, setup_default, teardown),
+        cmocka_unit_test_setup_teardown(test_quiet_loop_touches_few_buffers, setup_default,
+                                        teardown),
     };
     return HARNESS_RUN(tests);
 }
