@@ -26,6 +26,7 @@ the pooled upstream connections the upstream still sees); RSS stays flat
 summary; exits 0 if every check passed.
 """
 import argparse
+import re
 import hashlib
 import http.client
 import os
@@ -299,6 +300,24 @@ def free_port():
     return p
 
 
+FAULTS_LINE = re.compile(r"coil: faults injected: (.*?) \(calls: (.*)\)")
+
+
+def parse_runtime_faults(lines):
+    """Sums the "coil: faults injected: ..." lines coil-proxy's loops print
+    at exit (one per core), kinds and calls alike; None if there is none."""
+    total = None
+    for line in lines:
+        m = FAULTS_LINE.search(line)
+        if not m:
+            continue
+        total = total or {}
+        for part in (m.group(1) + ", " + ", ".join("calls_" + c for c in m.group(2).split(", "))).split(", "):
+            name, _, n = part.rpartition(" ")
+            total[name] = total.get(name, 0) + int(n)
+    return total
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=300)
@@ -306,6 +325,10 @@ def main():
     ap.add_argument("--build-dir", default="build")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--pause-ms", type=float, default=5)
+    ap.add_argument("--faults", metavar="SPEC", default=None,
+                    help="fault injection inside coil-proxy (COIL_FAULTS, see docs/reliability.md), "
+                         "e.g. send_short=3,recv_short=3,recv_nobufs=50,accept_emfile=20; "
+                         "send_reset/recv_reset make client-visible failures, counted as unexpected")
     args = ap.parse_args()
 
     bin_path = os.path.join(ROOT, args.build_dir, "proxy", "coil-proxy")
@@ -322,9 +345,14 @@ def main():
     cmd = [bin_path, "-c", conf.name]
     if args.backend:
         cmd += ["--backend", args.backend]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ, COIL_QUIET="1"))
+    env = dict(os.environ, COIL_QUIET="1")
+    env.pop("COIL_FAULTS", None)
+    if args.faults:
+        env["COIL_FAULTS"] = args.faults
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     errlines = []
-    threading.Thread(target=lambda: errlines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    errt = threading.Thread(target=lambda: errlines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    errt.start()
     try:
         for _ in range(200):
             try:
@@ -360,6 +388,7 @@ def main():
         rss_end = rss_kib(proc.pid)
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)
+        errt.join(5)  # the exit lines (fault counts) are read before the summary
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -380,6 +409,9 @@ def main():
          rss_late <= rss_ref * 1.25 + 4096),
         ("clean exit on SIGTERM", rc == 0),
     ]
+    runtime_faults = parse_runtime_faults(errlines)
+    if args.faults:
+        checks.append(("coil-proxy reported the faults it injected", runtime_faults is not None))
     backend = args.backend or os.environ.get("COIL_BACKEND", "default")
     print("soak: coil-proxy (%s backend), %d s, %d clients, %.0f ms pause"
           % (backend, args.seconds, args.clients, args.pause_ms))
@@ -387,6 +419,9 @@ def main():
                                          ", ".join("%s %d" % kv for kv in sorted(stats.count.items()))))
     print("faults injected: %d upstream resets before the answer (502 each), %d mid-body resets (cut each)"
           % (stats.count.get("reset", 0), stats.count.get("reset_mid", 0)))
+    if args.faults:
+        print("runtime faults (%s): %s" % (args.faults, "not reported" if runtime_faults is None else
+                                           ", ".join("%s %d" % kv for kv in runtime_faults.items())))
     print("unexpected: %d%s" % (len(stats.unexpected), "".join("\n  " + u for u in stats.unexpected[:10])))
     print("descriptors: baseline %d, max %d during the run, %d at the end (%d pooled upstream)"
           % (fd_base, fd_max, fd_end, pooled))
