@@ -40,6 +40,10 @@ import tempfile
 import threading
 import time
 
+# The integration tests' helpers (ports, a threaded upstream).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+import testlib  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = [("get", 30), ("get_close", 8), ("get_chunked", 8), ("post", 16), ("post_chunk", 8),
        ("abort", 4), ("slow", 4), ("reset", 3), ("reset_mid", 3)]
@@ -292,14 +296,6 @@ def rss_kib(pid):
     return -1
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 FAULTS_LINE = re.compile(r"coil: faults injected: (.*?) \(calls: (.*)\)")
 
 
@@ -335,7 +331,7 @@ def main():
     if not os.path.exists(bin_path):
         sys.exit("soak: %s not found (build first, or give --build-dir)" % bin_path)
     up_port = start_upstream()
-    px_port = free_port()
+    px_port = testlib.free_port()
     conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
     conf.write("[proxy]\ncores = 0\naccess_log = off\nmetrics = off\nmax_body = 0\n\n"
                "[listen]\naddress = 127.0.0.1:%d\n\n"

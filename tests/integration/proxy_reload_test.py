@@ -21,6 +21,7 @@ import threading
 import time
 
 import leakcheck
+import testlib
 
 BIN = sys.argv[1]
 results = []
@@ -37,10 +38,6 @@ live_lock = threading.Lock()
 
 def upstream(tag):
     """A keep-alive upstream answering every request with its tag."""
-    lsn = socket.socket()
-    lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsn.bind(("127.0.0.1", 0))
-    lsn.listen(128)
     live[tag] = 0
 
     def serve(c):
@@ -63,21 +60,7 @@ def upstream(tag):
             with live_lock:
                 live[tag] -= 1
 
-    def loop():
-        while True:
-            c, _ = lsn.accept()
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-    threading.Thread(target=loop, daemon=True).start()
-    return lsn.getsockname()[1]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    return testlib.serve_threaded(serve, backlog=128)
 
 
 def config(px_port, up_port):
@@ -102,7 +85,7 @@ def get(port):
 
 up_a = upstream(b"A")
 up_b = upstream(b"B")
-px_port = free_port()
+px_port = testlib.free_port()
 conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
 conf.write(config(px_port, up_a))
 conf.close()
@@ -113,12 +96,7 @@ proc = subprocess.Popen([BIN, "-c", conf.name], stderr=subprocess.PIPE, text=Tru
                         env=dict(os.environ, COIL_QUIET="1"))
 tail = leakcheck.StderrTail(proc)
 log = tail.lines
-for _ in range(100):
-    try:
-        socket.create_connection(("127.0.0.1", px_port)).close()
-        break
-    except OSError:
-        time.sleep(0.05)
+testlib.wait_listening(px_port)
 fds0 = leakcheck.fd_baseline(proc.pid)
 try:
     check("before the reload: upstream A", get(px_port).endswith(b"A"))

@@ -45,6 +45,7 @@ import threading
 import time
 
 import leakcheck
+import testlib
 
 BIN = sys.argv[1]
 BIG = "--big" in sys.argv
@@ -262,23 +263,6 @@ def serve_one(conn):
             live_upstream[0] -= 1
 
 
-def upstream_loop(lsn):
-    while True:
-        try:
-            c, _ = lsn.accept()
-        except OSError:
-            return
-        threading.Thread(target=serve_one, args=(c,), daemon=True).start()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def raw(port, data, timeout=10.0):
     s = socket.create_connection(("127.0.0.1", port))
     s.settimeout(timeout)
@@ -309,12 +293,7 @@ def status(resp):
     return int(m.group(1)) if m else 0
 
 
-lsn = socket.socket()
-lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-lsn.bind(("127.0.0.1", 0))
-lsn.listen(256)
-up_port = lsn.getsockname()[1]
-threading.Thread(target=upstream_loop, args=(lsn,), daemon=True).start()
+up_port = testlib.serve_threaded(serve_one)
 def upload_cl(port, size):
     """POSTs size zero bytes with Content-Length to /roomy/sink; returns the answer."""
     s = socket.create_connection(("127.0.0.1", port))
@@ -528,8 +507,8 @@ def duplex_checks(tag, port):
 
 def scenario(mode):
     tag = "[%s] " % mode
-    dead_port = free_port()
-    px_port = free_port()
+    dead_port = testlib.free_port()
+    px_port = testlib.free_port()
 
     log_path = tempfile.mktemp(suffix=".log")
     conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
@@ -602,12 +581,7 @@ def scenario(mode):
     env = dict(os.environ, COIL_QUIET="1")
     proc = subprocess.Popen([BIN, "-c", conf.name], stderr=subprocess.PIPE, env=env, text=True)
     tail = leakcheck.StderrTail(proc)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", px_port)).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    testlib.wait_listening(px_port)
     fds0 = leakcheck.fd_baseline(proc.pid)
     try:
         out = raw(px_port, b"GET /ok HTTP/1.1\r\nHost: example.com\r\nConnection: close, X-Secret\r\n"

@@ -34,6 +34,7 @@ import threading
 import time
 
 import leakcheck
+import testlib
 
 BIN = sys.argv[1]
 SLOWLORIS = 1000
@@ -102,26 +103,7 @@ def upstream_serve(c):
 
 
 def upstream():
-    lsn = socket.socket()
-    lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsn.bind(("127.0.0.1", 0))
-    lsn.listen(1024)
-
-    def loop():
-        while True:
-            c, _ = lsn.accept()
-            threading.Thread(target=upstream_serve, args=(c,), daemon=True).start()
-
-    threading.Thread(target=loop, daemon=True).start()
-    return lsn.getsockname()[1]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    return testlib.serve_threaded(upstream_serve, backlog=1024)
 
 
 def has_keys(extra):
@@ -274,7 +256,7 @@ def main():
     body_idle = BODY_TIMEOUT if knob_idle else BODY_IDLE_DEFAULT
 
     up_port = upstream()
-    px_port = free_port()
+    px_port = testlib.free_port()
     conf = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
     # keepalive = 0: no pooled upstream connection, so the descriptor count
     # must return exactly to its baseline. The upstream is a Python thread
@@ -291,12 +273,7 @@ def main():
     tail = leakcheck.StderrTail(proc)
     offenders = []
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", px_port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        testlib.wait_listening(px_port)
         check("proxy answers before the offenders come", get_ok(px_port)[0] == 200)
         base = leakcheck.fd_baseline(proc.pid)
 
