@@ -324,6 +324,10 @@ bool coil_http_client_stale(coil_http_client *c)
 {
     if (c->broken || c->rx.len)
         return true;
+    /* With a receive armed, a close or stray bytes would already be queued
+     * (as of the last poll): no system call per reused connection. */
+    if (coil_sock_rx_watched(&c->sock))
+        return coil_sock_rx_pending(&c->sock);
     char b;
     ssize_t n = recv(c->sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     /* Anything but "nothing to read yet" means closed or out of step. */

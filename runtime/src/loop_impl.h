@@ -241,6 +241,9 @@ void coil__eventfd_drain(struct coil__loop *l);
 
 /* uring_net.c: bytes or accepted fds queued on s by a multishot */
 bool coil__sock_rx_has(const struct coil_sock *s);
+/* uring_net.c: a multishot receive is in flight on s, so whatever the peer
+ * sends (or its end of stream) is queued without anyone asking */
+bool coil__sock_rx_watched(const struct coil_sock *s);
 
 /* net.c */
 void coil__sock_park_fire(struct coil_sock *s, bool timed_out);

@@ -174,6 +174,11 @@ bool coil_sock_rx_pending(const coil_sock *s)
     return coil__sock_rx_has(s);
 }
 
+bool coil_sock_rx_watched(const coil_sock *s)
+{
+    return coil__sock_rx_watched(s);
+}
+
 void coil_sock_rx_single(coil_sock *s, bool single)
 {
     if (single)

@@ -28,6 +28,11 @@ bool coil__sock_rx_has(const coil_sock *s)
     return s->rx && s->rx->count;
 }
 
+bool coil__sock_rx_watched(const coil_sock *s)
+{
+    return s->rx && s->rx->armed && !s->rx->cancelling && !s->rx->is_poll;
+}
+
 static int rx_ensure(coil_sock *s)
 {
     if (s->rx)

@@ -25,6 +25,8 @@ The upstream (threads, raw sockets) answers by path:
   /expect        sends 100 Continue (0.3 s after the head), then reads the body
   /expectdeny    answers 403 at once and counts body bytes that still arrive
   /ws            switches to a raw echo after 101 (Upgrade: websocket)
+  /closeidle     answers keep-alive, then closes the connection 0.2 s later,
+                 while it sits in the proxy's pool
   /dropnext      answers keep-alive, then closes the connection as soon as the
                  next request on it arrives (a pooled connection that dies
                  just as it is reused)
@@ -189,6 +191,11 @@ def serve_one(conn):
                 conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
                              b"Connection: close\r\n\r\n")
                 time.sleep(0.2)
+                return
+            elif path == "/closeidle":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nidle")
+                time.sleep(0.2)
+                event("closed idle")
                 return
             elif path == "/dropnext":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
@@ -372,6 +379,18 @@ def duplex_checks(tag, port):
     s.close()
     check(tag + "request body up while the response comes down (echo piece by piece)",
           ok and status(data) == 200 and dechunk(data.partition(b"\r\n\r\n")[2]) == piece * 4, data[:120])
+
+    # a pooled connection the upstream closed while it was idle is not
+    # reused, even for a request that could not be sent again (a POST)
+    with lock:
+        del events[:]
+    out = raw(port, b"GET /closeidle HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    closed = wait_event(lambda e: e == "closed idle")
+    time.sleep(0.2)
+    out2 = raw(port, b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+    check(tag + "pooled connection closed by the upstream while idle is not reused",
+          status(out) == 200 and closed and status(out2) == 200 and out2.endswith(b"\r\n\r\n2"),
+          (out[:40], out2[:80]))
 
     # a pooled connection closed as it is reused: an idempotent request
     # without a body goes again on another connection, a POST does not

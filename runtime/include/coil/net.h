@@ -121,6 +121,14 @@ ssize_t coil_recv_buf(coil_sock *sock, coil_buf *out, int64_t deadline);
  * wants to park checks this first. Loop thread. */
 bool coil_sock_rx_pending(const coil_sock *sock);
 
+/* True when a receive stays armed on the socket (io_uring's multishot), so
+ * that anything the peer sends, its end of stream included, reaches the
+ * queue coil_sock_rx_pending() looks at without a system call: as of the
+ * loop's last poll. False on epoll, and while receives are single-shot or
+ * stopped; then only asking the kernel (recv with MSG_PEEK) tells. Loop
+ * thread. */
+bool coil_sock_rx_watched(const coil_sock *sock);
+
 /* With single set, coil_recv_buf uses one single-shot receive per call (on
  * io_uring still from the buffer ring) and keeps nothing armed between
  * calls: for a body streamed under backpressure, since a multishot receive
