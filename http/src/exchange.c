@@ -429,6 +429,15 @@ static int send_continue(coil__http_exchange *x)
     return n < 0 ? (int)n : 0;
 }
 
+/* The client asked for 100-continue and has had neither it nor a final
+ * answer (a head only queued does not count). */
+static bool continue_due(const coil__http_exchange *x)
+{
+    bool final_sent = x->resp_state == RESP_ENDED ||
+                      (x->resp_state == RESP_BEGUN && x->out_len == x->out_prev);
+    return x->parser->head.expect_continue && !x->continue_sent && !final_sent;
+}
+
 /* Before the first body byte is waited for: "100 Continue" if the client
  * asked for it, and the body limit handed to the parser. */
 static int body_start(coil__http_exchange *x)
@@ -437,9 +446,7 @@ static int body_start(coil__http_exchange *x)
      * head): refused before the client is invited to send. */
     if (x->body_limit && x->req.content_length > 0 && (uint64_t)x->req.content_length > x->body_limit)
         return body_fail(x, -EMSGSIZE);
-    /* Only while no final answer has gone out: a queued head does not count. */
-    bool final_sent = x->resp_state == RESP_ENDED || (x->resp_state == RESP_BEGUN && x->out_len == x->out_prev);
-    if (x->parser->head.expect_continue && !x->continue_sent && !final_sent) {
+    if (continue_due(x)) {
         int err = send_continue(x);
         if (err < 0)
             return body_fail(x, err);
@@ -451,12 +458,20 @@ static int body_start(coil__http_exchange *x)
 int coil_http_send_continue(coil_http_request *req)
 {
     coil__http_exchange *x = req->x;
-    bool final_sent = x->resp_state == RESP_ENDED || (x->resp_state == RESP_BEGUN && x->out_len == x->out_prev);
-    if (!x->parser->head.expect_continue || x->continue_sent || final_sent ||
-        x->body_state != BODY_READING)
+    if (x->body_state != BODY_READING || !continue_due(x))
         return 0;
     int err = send_continue(x);
     return err < 0 ? body_fail(x, err) : 0;
+}
+
+int coil_http_body_error_status(int err)
+{
+    switch (err) {
+    case -EMSGSIZE: return 413;
+    case -ETIMEDOUT: return 408;
+    case -EPROTO: return 400;
+    default: return 0; /* the client is gone: nobody to answer */
+    }
 }
 
 void coil_http_connection_close(coil_http_request *req)
@@ -734,12 +749,9 @@ int coil__http_exchange_finish(coil__http_exchange *x, int handler_result)
         int status = 500;
         const char *why = NULL;
         if (x->body_state == BODY_FAILED) {
-            switch (x->body_error) {
-            case -EMSGSIZE: status = 413; break;
-            case -ETIMEDOUT: status = 408; break;
-            case -EPROTO: status = 400; why = x->parser->error_reason; break;
-            default: status = 0; break; /* client gone: nobody to answer */
-            }
+            status = coil_http_body_error_status(x->body_error);
+            if (x->body_error == -EPROTO)
+                why = x->parser->error_reason;
         } else if (handler_result == -ETIMEDOUT) {
             status = 503;
         }

@@ -85,18 +85,6 @@ static void account(px_core *core, coil_http_request *req, int status)
     m->latency_sum_us += (uint64_t)(us > 0 ? us : 0);
 }
 
-/* The status the server answers a failed request body with
- * (coil__http_exchange_finish); 0: the client is gone. */
-static int body_error_status(int err)
-{
-    switch (err) {
-    case -EMSGSIZE: return 413;
-    case -ETIMEDOUT: return 408;
-    case -EPROTO: return 400;
-    default: return 0;
-    }
-}
-
 /* One request on its way through. */
 typedef struct fwd {
     px_core *core;
@@ -239,7 +227,7 @@ static int head_failed(fwd *f, int err)
     if (client_error < 0 || err == -ECANCELED || err == -ECONNABORTED) {
         /* The client failed or went away (the server answers 413, 408 or
          * 400 as the body error says): nothing to blame on the upstream. */
-        f->status = body_error_status(client_error);
+        f->status = coil_http_body_error_status(client_error);
         return client_error < 0 ? client_error : err;
     }
     px_peer_failed(core, f->g, f->peer);
@@ -407,7 +395,7 @@ static int forward(coil_http_service *self, coil_http_request *req)
     if (has_body && !req->expect_continue) {
         ssize_t n = coil_http_body_read(req, &first);
         if (n < 0) {
-            account(core, req, body_error_status((int)n));
+            account(core, req, coil_http_body_error_status((int)n));
             return (int)n;
         }
     }

@@ -255,6 +255,18 @@ static ssize_t short_copy(struct coil__faults *f, coil_sock *s, char *buf, size_
     return (ssize_t)d;
 }
 
+/* Every receive counts; a due reset ends it at once. Returns 0 or the
+ * error to return. */
+static int recv_begin(struct coil__faults *f, coil_sock *s)
+{
+    tick(f, CALL_RECV);
+    f->counts.recvs++;
+    if (!due(f, COIL__FAULT_RECV_RESET))
+        return 0;
+    spend(f, COIL__FAULT_RECV_RESET);
+    return fail_with(s, -ECONNRESET);
+}
+
 /* recv_nobufs: what a socket goes through when io_uring's buffer ring ran
  * dry (uring_net.c, -ENOBUFS): its multishot receive ends, the buffers it
  * had queued are read first, then it receives single-shot into a buffer of
@@ -270,12 +282,9 @@ static ssize_t short_copy(struct coil__faults *f, coil_sock *s, char *buf, size_
 static ssize_t f_recv(coil_sock *s, void *buf, size_t len, int64_t deadline)
 {
     struct coil__faults *f = F(s);
-    tick(f, CALL_RECV);
-    f->counts.recvs++;
-    if (due(f, COIL__FAULT_RECV_RESET)) {
-        spend(f, COIL__FAULT_RECV_RESET);
-        return fail_with(s, -ECONNRESET);
-    }
+    int err = recv_begin(f, s);
+    if (err)
+        return err;
     held **pp = held_slot(f, s);
     if (*pp && len) {
         held *h = *pp;
@@ -292,7 +301,7 @@ static ssize_t f_recv(coil_sock *s, void *buf, size_t len, int64_t deadline)
         return (ssize_t)n;
     }
     if (due(f, COIL__FAULT_RECV_NOBUFS)) {
-        int err = f->real->rx_stop(s);
+        err = f->real->rx_stop(s);
         if (err)
             return err;
         if (!coil__sock_rx_has(s))
@@ -330,12 +339,9 @@ static ssize_t recv_overflow(coil_sock *s, coil_buf *out, int64_t deadline)
 static ssize_t f_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
 {
     struct coil__faults *f = F(s);
-    tick(f, CALL_RECV);
-    f->counts.recvs++;
-    if (due(f, COIL__FAULT_RECV_RESET)) {
-        spend(f, COIL__FAULT_RECV_RESET);
-        return fail_with(s, -ECONNRESET);
-    }
+    int err = recv_begin(f, s);
+    if (err)
+        return err;
     held **pp = held_slot(f, s);
     if (*pp) {
         held *h = *pp;
@@ -355,7 +361,7 @@ static ssize_t f_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
     }
     ssize_t n;
     if (due(f, COIL__FAULT_RECV_NOBUFS)) {
-        int err = f->real->rx_stop(s);
+        err = f->real->rx_stop(s);
         if (err)
             return err;
         /* Bytes the multishot queued before it ended come first; the fault

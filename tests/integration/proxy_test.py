@@ -634,15 +634,7 @@ def scenario(mode):
             s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(blob))
             time.sleep(pause)
             s.sendall(blob + b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            out = b""
-            try:
-                while True:
-                    b = s.recv(1 << 20)
-                    if not b:
-                        break
-                    out += b
-            except OSError:
-                pass
+            out = recv_until(s, lambda d: False, 10)
             s.close()
             first, _, second = out.partition(blob)
             check(tag + "256 KiB body echoed intact, pipelined request behind it answered (pause %.1f s)"

@@ -136,6 +136,13 @@ ssize_t coil_http_body_splice(coil_http_request *req, coil_sock *to, int64_t idl
  * handler's task (or a task it waits for). */
 void coil_http_set_body_limit(coil_http_request *req, uint64_t max);
 
+/* The status the server answers with when reading the request body
+ * failed with err and no response began: 413 (-EMSGSIZE), 408
+ * (-ETIMEDOUT), 400 (-EPROTO), else 0 (the client is gone, nobody is
+ * answered). For handlers that count answers before the server sends
+ * them. Any thread. */
+int coil_http_body_error_status(int err);
+
 /* Sends "100 Continue" now, if the client asked for it (expect_continue) and
  * neither it nor a final response went out yet; otherwise does nothing.
  * For handlers that decide when the client may send the body, such as a
