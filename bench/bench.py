@@ -193,6 +193,7 @@ class Env:
         self.hello = os.path.join(b, "docs", "examples", "http_hello")
         self.proxy = os.path.join(b, "proxy", "coil-proxy")
         self.responder = os.path.join(b, "bench", "bench_responder")
+        self.responder_uring = os.path.join(b, "bench", "bench_responder_uring")
         self.nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
         self.haproxy = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
         self.n = 0
@@ -217,6 +218,8 @@ class Env:
                           SERVER_CPU, PORT, logpath=f"{d}/log")
         if name == "responder":
             return Server([self.responder, "--port", str(PORT)], SERVER_CPU, PORT, logpath=f"{d}/log")
+        if name == "responder-io_uring":
+            return Server([self.responder_uring, "--port", str(PORT)], SERVER_CPU, PORT, logpath=f"{d}/log")
         raise ValueError(name)
 
     def start_proxy(self, name, upstream_port):
@@ -477,12 +480,22 @@ def fmt(key, v):
 def summarize(samples):
     """samples: list of dicts (one per round) -> key -> (median, min, max)."""
     out = {}
-    keys = {k for s in samples for k in s}
+    keys = {k for s in samples for k in s if k != "round"}
     for k in keys:
         vals = [s[k] for s in samples if s.get(k) is not None]
         if vals:
             out[k] = (statistics.median(vals), min(vals), max(vals))
     return out
+
+
+def paired_ratio(samples, base_samples, key):
+    """Median of the per-round ratios sample/base for key: each round runs the
+    contenders back to back, so a ratio within a round cancels most of what
+    the shared machine was doing at the time; None without a common round."""
+    base = {s["round"]: s[key] for s in base_samples if s.get(key)}
+    ratios = [s[key] / base[s["round"]] for s in samples
+              if s.get(key) is not None and s["round"] in base]
+    return statistics.median(ratios) if ratios else None
 
 
 def table(cases, results):
@@ -495,7 +508,6 @@ def table(cases, results):
         lines.append(f"### {case.title}\n")
         lines.append("| contender | " + " | ".join(METRICS[k][0] for k in keys) + " |")
         lines.append("| --- |" + " --- |" * len(keys))
-        base = per.get("nginx", {})
         for n in case.contenders:
             if n not in per:
                 continue
@@ -508,8 +520,9 @@ def table(cases, results):
                 cell = fmt(k, med)
                 if hi != lo and k != "syscalls":
                     cell += f" ({fmt(k, lo)}..{fmt(k, hi)})"
-                if k in base and base[k][0] and n != "nginx":
-                    cell += f" **×{med / base[k][0]:.2f}**"
+                ratio = paired_ratio(results[case.key][n], results[case.key].get("nginx", []), k)
+                if ratio is not None and n != "nginx":
+                    cell += f" **×{ratio:.2f}**"
                 cells.append(cell)
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -521,7 +534,7 @@ def chart(cases, results, png, tmp):
     if not shutil.which("gnuplot"):
         log("gnuplot missing: no chart")
         return False
-    names = [n for n in ("coil-io_uring", "coil-epoll", "nginx", "haproxy", "responder")
+    names = [n for n in ("coil-io_uring", "coil-epoll", "nginx", "haproxy", "responder", "responder-io_uring")
              if any(results[c.key].get(n) for c in cases if c.kind not in ("idle", "big"))]
     rows = []
     for case in cases:
@@ -644,7 +657,7 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="coil-bench-")
     env = Env(args, tmp)
-    missing = [b for b in (env.hello, env.proxy, env.responder) if not os.access(b, os.X_OK)]
+    missing = [b for b in (env.hello, env.proxy, env.responder, env.responder_uring) if not os.access(b, os.X_OK)]
     if missing:
         log("bench: not built: " + ", ".join(missing))
         shutil.rmtree(tmp, ignore_errors=True)
@@ -653,15 +666,15 @@ def main():
 
     all_cases = [
         Case("hello", f"hello, keep-alive, {args.conns} connections",
-             ["coil-io_uring", "coil-epoll", "nginx", "responder"], "hello"),
+             ["coil-io_uring", "coil-epoll", "nginx", "responder", "responder-io_uring"], "hello"),
         Case("pipeline", f"hello, {args.conns} connections, pipelined 16 deep",
-             ["coil-io_uring", "coil-epoll", "nginx", "responder"], "hello"),
+             ["coil-io_uring", "coil-epoll", "nginx", "responder", "responder-io_uring"], "hello"),
         Case("proxy", f"small GET through the proxy, {args.conns} connections (upstream: bench_responder on CPU 1)",
              ["coil-io_uring", "coil-epoll", "nginx", "haproxy"], "proxy"),
         Case("big", "1 GiB through the proxy, hyperfine over curl (upstream on CPU 1)",
              ["coil-io_uring", "coil-epoll", "nginx", "haproxy"], "big"),
         Case("idle", f"{args.idle_conns} idle keep-alive connections",
-             ["coil-io_uring", "coil-epoll", "nginx", "responder"], "idle"),
+             ["coil-io_uring", "coil-epoll", "nginx", "responder", "responder-io_uring"], "idle"),
     ]
     wanted = args.cases.split(",")
     cases = [c for c in all_cases if c.key in wanted and not (c.key == "big" and args.no_big)]
@@ -692,6 +705,7 @@ def main():
                         ok, res = False, {}
                     if ok:
                         passed += 1
+                        res["round"] = rnd
                         results[case.key].setdefault(name, []).append(res)
                         log("  " + ", ".join(f"{k}={fmt(k, v)}" for k, v in res.items() if k in METRICS))
                     else:
@@ -705,7 +719,7 @@ def main():
     md = table(cases, results)
     meta = (f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs "
             f"({platform_line()}): {args.rounds} rounds, {args.duration} s wrk runs, "
-            f"median (min..max over rounds), **×N** = ratio to nginx.")
+            f"median (min..max over rounds), **×N** = median over rounds of the ratio to nginx in the same round.")
     out = args.out or (tmp if args.smoke else None)
     if out:
         os.makedirs(out, exist_ok=True)
