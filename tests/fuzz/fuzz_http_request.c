@@ -6,9 +6,9 @@
  * Input: byte 0 picks the limits (server defaults, coil-proxy's defaults
  * with no body limit, or tiny ones that put every limit within a short
  * input) and whether a route lowers the body limit after the head; bytes
- * 1..8 cut the rest into the pieces that "arrive" (fuzz_common.h). Each
- * piece lives in a heap block of its exact size, freed once consumed, so a
- * read past a piece or a pointer kept into an old one is caught by ASan.
+ * 1..8 cut the rest into the pieces that "arrive" (fuzz_feed.h: each in a
+ * heap block of its exact size, so ASan catches a read past a piece or a
+ * pointer kept into an old one).
  *
  * The loop is the server's: HEAD, BODY..., DONE, reset, the next pipelined
  * request, until ERROR or a message that does not keep the connection.
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_common.h"
+#include "fuzz_feed.h"
 
 static const coil__http_limits server_limits = {
     /* coil_http_server_config_default() */
@@ -64,15 +64,14 @@ typedef struct run {
     fz_body body;
     bool in_head;             /* the current message has not reached HEAD */
     uint64_t msg_start;       /* input offset of its first byte */
-    unsigned steps;
 } run;
 
-/* One event at input offset at (just past the bytes consumed). Returns
- * false when the connection would end. */
-static bool on_event(run *r, coil__http_event ev, const char *piece, uint64_t piece_off,
-                     const char *fed, size_t used, uint64_t at)
+/* One event (fz_event_fn). Returns false when the connection would end. */
+static bool on_event(void *ctx, coil__http_event ev, const fz_event_at *where)
 {
+    run *r = ctx;
     coil__http_parser *p = &r->p;
+    uint64_t at = where->end; /* just past the bytes consumed */
     if (ev == COIL__HTTP_ERROR) {
         FZ_CHECK(request_error_status(p->error_status) && p->error_reason);
         /* A body limit a route set applies to that request's body only: a
@@ -99,9 +98,7 @@ static bool on_event(run *r, coil__http_event ev, const char *piece, uint64_t pi
     }
     FZ_CHECK(!r->in_head);
     if (ev == COIL__HTTP_BODY) {
-        FZ_CHECK(p->chunk_len > 0 && p->chunk >= fed && p->chunk + p->chunk_len <= fed + used);
-        fz_body_chunk(&r->body, piece_off + (uint64_t)(p->chunk - piece), p->chunk_len);
-        FZ_CHECK(p->body_seen == r->body.seen);
+        fz_feed_body(&r->body, p, where);
         if (p->limits.max_body)
             FZ_CHECK(p->body_seen <= p->limits.max_body);
         if (p->head.content_length >= 0)
@@ -140,37 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     coil__http_parser_init(&r.p, true, &r.lim, arena, arena_size);
     r.in_head = true;
 
-    bool open = true;
-    uint64_t pos = 0;
-    while (open && pos < r.in.len) {
-        size_t plen = fz_next_piece(&r.in, (size_t)(r.in.len - pos));
-        char *piece = malloc(plen);
-        FZ_CHECK(piece);
-        memcpy(piece, r.in.data + pos, plen);
-        size_t off = 0;
-        for (;;) {
-            FZ_CHECK(++r.steps < 4 * r.in.len + 64); /* every event makes progress */
-            size_t used = (size_t)-1;
-            const char *fed = piece + off;
-            coil__http_event ev = coil__http_parser_feed(&r.p, fed, plen - off, &used);
-            FZ_CHECK(used <= plen - off);
-            /* A verdict needs a byte to judge: an error from a feed of
-             * nothing was decided after the head went out (the head was
-             * handed over for a message the parser then refuses). */
-            FZ_CHECK(!(ev == COIL__HTTP_ERROR && off == plen));
-            off += used;
-            if (ev == COIL__HTTP_NEED_MORE) {
-                FZ_CHECK(off == plen && r.p.error_status == 0);
-                break;
-            }
-            if (!on_event(&r, ev, piece, pos, fed, used, pos + off)) {
-                open = false;
-                break;
-            }
-        }
-        free(piece);
-        pos += plen;
-    }
+    bool open = fz_feed(&r.in, &r.p, on_event, &r);
     /* The client closed: a message under way is cut short (requests never
      * end with the connection). */
     if (open && (!r.in_head || r.msg_start < r.in.len)) {

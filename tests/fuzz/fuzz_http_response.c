@@ -6,7 +6,7 @@
  * Input: byte 0 picks the head limit (coil-proxy's default or the least it
  * accepts) and the methods of the requests being answered (GET, HEAD,
  * CONNECT, POST...: HEAD and CONNECT change whether a body follows); bytes
- * 1..8 cut the rest into arriving pieces (fuzz_common.h), each in a heap
+ * 1..8 cut the rest into arriving pieces (fuzz_feed.h), each in a heap
  * block of its exact size.
  *
  * As in client.c: an interim 1xx head is dropped and the final response
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_common.h"
+#include "fuzz_feed.h"
 
 static const int methods[8] = {
     HTTP_GET, HTTP_HEAD, HTTP_CONNECT, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_OPTIONS, HTTP_PATCH,
@@ -32,7 +32,6 @@ typedef struct run {
     unsigned responses;       /* final responses completed */
     bool in_head;
     uint64_t msg_start;
-    unsigned steps;
 } run;
 
 static void next_request(run *r)
@@ -44,11 +43,13 @@ static void next_request(run *r)
     r->in_head = true;
 }
 
-/* Returns false when the connection would not be used again. */
-static bool on_event(run *r, coil__http_event ev, const char *piece, uint64_t piece_off,
-                     const char *fed, size_t used, uint64_t at, bool piece_left)
+/* One event (fz_event_fn). Returns false when the connection would not be
+ * used again. */
+static bool on_event(void *ctx, coil__http_event ev, const fz_event_at *where)
 {
+    run *r = ctx;
     coil__http_parser *p = &r->p;
+    uint64_t at = where->end;
     if (ev == COIL__HTTP_ERROR) {
         /* The proxy answers its own client: every upstream fault is 502. */
         FZ_CHECK(p->error_status == 502 && p->error_reason);
@@ -72,9 +73,7 @@ static bool on_event(run *r, coil__http_event ev, const char *piece, uint64_t pi
     }
     FZ_CHECK(!r->in_head);
     if (ev == COIL__HTTP_BODY) {
-        FZ_CHECK(p->chunk_len > 0 && p->chunk >= fed && p->chunk + p->chunk_len <= fed + used);
-        fz_body_chunk(&r->body, piece_off + (uint64_t)(p->chunk - piece), p->chunk_len);
-        FZ_CHECK(p->body_seen == r->body.seen);
+        fz_feed_body(&r->body, p, where);
         return true;
     }
     /* DONE, from a feed: a body delimited by the close ends only there. */
@@ -84,7 +83,7 @@ static bool on_event(run *r, coil__http_event ev, const char *piece, uint64_t pi
     r->responses++;
     int s = p->head.status;
     bool tunnel = s == 101 || (r->method == HTTP_CONNECT && s / 100 == 2);
-    if (tunnel || !p->head.keep_alive || piece_left)
+    if (tunnel || !p->head.keep_alive || where->piece_left)
         return false;
     r->msg_start = at;
     next_request(r);
@@ -112,37 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     coil__http_parser_init(&r.p, false, &r.lim, arena, arena_size);
     next_request(&r);
 
-    bool open = true;
-    uint64_t pos = 0;
-    while (open && pos < r.in.len) {
-        size_t plen = fz_next_piece(&r.in, (size_t)(r.in.len - pos));
-        char *piece = malloc(plen);
-        FZ_CHECK(piece);
-        memcpy(piece, r.in.data + pos, plen);
-        size_t off = 0;
-        for (;;) {
-            FZ_CHECK(++r.steps < 4 * r.in.len + 64);
-            size_t used = (size_t)-1;
-            const char *fed = piece + off;
-            coil__http_event ev = coil__http_parser_feed(&r.p, fed, plen - off, &used);
-            FZ_CHECK(used <= plen - off);
-            /* A verdict needs a byte to judge: an error from a feed of
-             * nothing was decided after the head went out (the head was
-             * handed over for a message the parser then refuses). */
-            FZ_CHECK(!(ev == COIL__HTTP_ERROR && off == plen));
-            off += used;
-            if (ev == COIL__HTTP_NEED_MORE) {
-                FZ_CHECK(off == plen && r.p.error_status == 0);
-                break;
-            }
-            if (!on_event(&r, ev, piece, pos, fed, used, pos + off, off < plen)) {
-                open = false;
-                break;
-            }
-        }
-        free(piece);
-        pos += plen;
-    }
+    bool open = fz_feed(&r.in, &r.p, on_event, &r);
     /* The upstream closed. */
     if (open && (!r.in_head || r.msg_start < r.in.len)) {
         coil__http_event ev = coil__http_parser_finish(&r.p);

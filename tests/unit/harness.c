@@ -4,8 +4,12 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 const char *harness_backend(void)
@@ -21,12 +25,17 @@ bool harness_is_uring(void)
 
 void harness_loop_init(coil_loop *loop, const coil_loop_options *opts)
 {
+    harness_loop_init_on(loop, opts, harness_backend());
+}
+
+void harness_loop_init_on(coil_loop *loop, const coil_loop_options *opts, const char *backend)
+{
     coil_loop_options o;
     if (opts)
         o = *opts;
     else
         coil_loop_options_default(&o);
-    o.backend = harness_backend();
+    o.backend = backend;
     int err = coil_loop_init(loop, &o);
     if (err < 0)
         fail_msg("coil_loop_init(%s): %s", o.backend, strerror(-err));
@@ -82,12 +91,24 @@ void harness_listen(coil_loop *loop, coil_sock *listener)
     assert_true(coil_sock_port(listener) > 0);
 }
 
+struct sockaddr_in harness_addr(int port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+int harness_connect(coil_loop *loop, coil_sock *s, int port, int64_t deadline)
+{
+    struct sockaddr_in a = harness_addr(port);
+    return coil_tcp_connect(loop, s, (struct sockaddr *)&a, sizeof(a), deadline);
+}
+
 int harness_client(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_in a = harness_addr(port);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     return fd;
 }
@@ -101,4 +122,36 @@ int harness_fd_count(void)
             n++;
     closedir(d);
     return n - 1; /* the DIR's own fd */
+}
+
+bool harness_raise_nofile(unsigned long want)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur >= want;
+}
+
+int harness_fork_wait(void (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        fn(arg);
+        _exit(0);
+    }
+    int status;
+    pid_t w;
+    do
+        w = waitpid(pid, &status, 0);
+    while (w < 0 && errno == EINTR);
+    assert_int_equal(w, pid);
+    return status;
 }

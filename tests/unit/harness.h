@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+
 #include "coil/coil.h"
 
 #define MS (1000LL * 1000)
@@ -22,6 +24,8 @@
 /* Initialises loop with opts (NULL: defaults) on the backend under test and
  * checks that the backend really is the one asked for. */
 void harness_loop_init(coil_loop *loop, const coil_loop_options *opts);
+/* The same on backend ("io_uring" or "epoll"), whatever COIL_BACKEND says. */
+void harness_loop_init_on(coil_loop *loop, const coil_loop_options *opts, const char *backend);
 /* Exits loop, asserting nothing is left behind. */
 void harness_loop_exit(coil_loop *loop);
 /* Spawns fn(arg) on loop, runs the loop until it returns, and returns its
@@ -30,12 +34,24 @@ int harness_run(coil_loop *loop, coil_task_fn fn, void *arg);
 /* Backend under test: "io_uring" or "epoll". */
 const char *harness_backend(void);
 bool harness_is_uring(void);
-/* A connected pair: *listener listening on 127.0.0.1, port 0. */
+/* *listener listening on 127.0.0.1, port 0 (any free port). */
 void harness_listen(coil_loop *loop, coil_sock *listener);
+/* 127.0.0.1:port. */
+struct sockaddr_in harness_addr(int port);
+/* coil_tcp_connect() to 127.0.0.1:port: 0 or a negative errno. */
+int harness_connect(coil_loop *loop, coil_sock *s, int port, int64_t deadline);
 /* A plain blocking client socket connected to port (outside coil). */
 int harness_client(int port);
 /* Count of open fds of this process. */
 int harness_fd_count(void);
+/* Forks a child that runs fn(arg) with SIGSEGV and SIGBUS at their default
+ * action (a fault kills it from the kernel, not from a handler that would
+ * itself need stack) and exits 0 if fn returns. Returns the child's wait
+ * status. */
+int harness_fork_wait(void (*fn)(void *), void *arg);
+/* Raises the soft RLIMIT_NOFILE to the hard one if it is below want. True
+ * if want descriptors may now be open (a test skips otherwise). */
+bool harness_raise_nofile(unsigned long want);
 
 /* Runs a cmocka group; COIL_TEST_FILTER (a cmocka glob) picks tests. */
 #define HARNESS_RUN(tests)                                                                         \

@@ -1,8 +1,6 @@
 /* The HTTP tests' fixture: see http_fixture.h. */
 #include "http_fixture.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -100,9 +98,7 @@ void run_main(coil_task_fn fn, void *arg)
 int cli_open(cli *c)
 {
     *c = (cli){ 0 };
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int err = coil_tcp_connect(&loop, &c->s, (struct sockaddr *)&a, sizeof(a), dl(5000));
+    int err = harness_connect(&loop, &c->s, port, dl(5000));
     if (err < 0)
         return err;
     c->open = true;
@@ -367,6 +363,27 @@ int roundtrip(cli *c, const char *req, resp *r)
     return read_response(c, r, strncmp(req, "HEAD ", 5) == 0, dl(5000));
 }
 
+/* ---- a client's steps as a test's main task ---- */
+
+static resp client_resp; /* large for a task's stack */
+
+static int client_main(void *arg)
+{
+    client_steps steps = *(client_steps *)arg;
+    cli c = { 0 };
+    int res = -1;
+    CHECK_EQ(cli_open(&c), 0);
+    res = steps(&c, &client_resp);
+out:
+    cli_close(&c);
+    return fail_line ? -1 : res;
+}
+
+void run_client(client_steps steps)
+{
+    run_main(client_main, &steps);
+}
+
 /* ---- handler helpers ---- */
 
 bool path_is(const coil_http_request *req, const char *p)
@@ -378,6 +395,19 @@ bool path_is(const coil_http_request *req, const char *p)
 int respond_text(coil_http_request *req, int status, const char *text)
 {
     return coil_http_respond(req, status, NULL, 0, text, strlen(text));
+}
+
+int respond_echo(coil_http_request *req, ssize_t *read_result)
+{
+    char *body = NULL;
+    ssize_t n = coil_http_body_read_all(req, &body, 0);
+    if (read_result)
+        *read_result = n;
+    if (n < 0)
+        return (int)n;
+    int r = coil_http_respond(req, 200, NULL, 0, body, (size_t)n);
+    free(body);
+    return r;
 }
 
 bool wait_flag(const volatile int *flag)

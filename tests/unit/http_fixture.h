@@ -131,10 +131,25 @@ int read_response(cli *c, resp *r, bool head_req, int64_t deadline);
 /* One request on c, its response into r. */
 int roundtrip(cli *c, const char *req, resp *r);
 
+/* ---- a client's steps as a test's main task ---- */
+
+/* Steps of one client on the open connection c, r to read responses into.
+ * They CHECK, with an out: label, and return fail_line ? -1 : 0. */
+typedef int (*client_steps)(cli *c, resp *r);
+
+/* run_main() with a task that opens a connection to the server (a failed
+ * open is a failure), runs steps on it with a response buffer of its own,
+ * and closes it. */
+void run_client(client_steps steps);
+
 /* ---- handler helpers ---- */
 
 bool path_is(const coil_http_request *req, const char *p);
 int respond_text(coil_http_request *req, int status, const char *text);
+/* Reads the whole body (within the server's limit) and answers 200 with it;
+ * returns the read's error if it failed, else what the answer returned.
+ * read_result (may be NULL) gets what the read returned. */
+int respond_echo(coil_http_request *req, ssize_t *read_result);
 /* Waits (sleeping 1 ms at a time) until *flag is set; false after 5 s. */
 bool wait_flag(const volatile int *flag);
 

@@ -8,8 +8,6 @@
  * the fd must become readable all the same. */
 #include "harness.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -96,10 +94,7 @@ static int client(void *arg)
 {
     (void)arg;
     coil_sock s;
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)sc.port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int err = coil_tcp_connect(&loop, &s, (struct sockaddr *)&a, sizeof(a),
-                               coil_deadline_in(&loop, 5000 * MS));
+    int err = harness_connect(&loop, &s, sc.port, coil_deadline_in(&loop, 5000 * MS));
     if (err < 0) {
         sc.client_err = err;
         return err;

@@ -2,10 +2,9 @@
  * readiness under a storm of tiny writes, senders blocked on full socket
  * buffers, edges that arrive while no task waits (they are not repeated, so
  * the runtime must remember them), and parked sockets that must stay quiet. */
-#include "harness.h"
+#include "net_fixture.h"
 #include "loop_impl.h" /* COIL__SOCK_RD_READY: proof that an edge was taken while nobody waited */
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -13,64 +12,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static coil_loop loop;
-static coil_sock lsn;
-static int port;
-
-static int setup(void **state)
+static int setup_epoll(void **state)
 {
     (void)state;
-    coil_loop_options o;
-    coil_loop_options_default(&o);
-    o.backend = "epoll";
-    int err = coil_loop_init(&loop, &o);
-    if (err < 0)
-        fail_msg("coil_loop_init(epoll): %s", strerror(-err));
-    assert_string_equal(coil_loop_backend(&loop), "epoll");
-    harness_listen(&loop, &lsn);
-    port = coil_sock_port(&lsn);
+    net_open("epoll", NULL);
     return 0;
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(coil_close(&lsn), 0);
-    harness_loop_exit(&loop);
-    return 0;
-}
-
-static coil_loop_stats stats(void)
-{
-    coil_loop_stats st;
-    coil_loop_stats_get(&loop, &st);
-    return st;
-}
-
-static int connect_to(coil_sock *s)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return coil_tcp_connect(&loop, s, (struct sockaddr *)&a, sizeof(a),
-                            coil_deadline_in(&loop, 5000 * MS));
-}
-
-/* A connected pair of coil sockets; 0 or a negative errno. */
-static int pair(coil_sock *client, coil_sock *server)
-{
-    int err = connect_to(client);
-    if (err < 0)
-        return err;
-    err = coil_accept(&lsn, server, NULL, coil_deadline_in(&loop, 5000 * MS));
-    if (err < 0)
-        coil_close(client);
-    return err;
-}
-
-static unsigned char pattern(size_t i, unsigned seed)
-{
-    return (unsigned char)((i * 131 + seed * 17) ^ (i >> 9));
-}
+#define EPOLL_TEST(f) cmocka_unit_test_setup_teardown(f, setup_epoll, net_teardown)
 
 /* ---- an EAGAIN storm: one byte at a time ---- */
 
@@ -148,16 +97,16 @@ static int storm_main(void *arg)
 static void check_storm(bool use_buf)
 {
     storm_box sb = { .use_buf = use_buf };
-    uint64_t turns0 = stats().loop_turns;
+    uint64_t turns0 = loop_stats().loop_turns;
     assert_int_equal(harness_run(&loop, storm_main, &sb), 0);
-    uint64_t turns = stats().loop_turns - turns0;
+    uint64_t turns = loop_stats().loop_turns - turns0;
     assert_int_equal(sb.bad, 0);
     assert_int_equal(sb.got, STORM);
     /* The reader wakes at most once per byte; the loop does not spin on
      * readiness that is not there (each writer byte costs about one turn). */
     assert_true(sb.reads >= 1 && sb.reads <= STORM);
     assert_true(turns <= 3 * STORM + 100);
-    assert_int_equal(stats().bufs_in_use, 0);
+    assert_int_equal(loop_stats().bufs_in_use, 0);
     printf("# %d one-byte writes: %d receives, %llu loop turns\n", STORM, sb.reads,
            (unsigned long long)turns);
 }
@@ -257,9 +206,8 @@ static void test_blocked_senders_complete(void **state)
     assert_int_equal(setsockopt(lsn.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     sbx = calloc(1, sizeof(*sbx));
     sbx->src = malloc(SEND_LEN + SENDERS);
-    for (size_t i = 0; i < SEND_LEN + SENDERS; i++)
-        sbx->src[i] = pattern(i, 2);
-    uint64_t cont0 = stats().sends_continued;
+    fill_pattern(sbx->src, SEND_LEN + SENDERS, 2);
+    uint64_t cont0 = loop_stats().sends_continued;
     int fds = harness_fd_count();
     assert_int_equal(harness_run(&loop, senders_main, NULL), 0); /* none finished early */
     assert_int_equal(harness_fd_count(), fds);
@@ -267,7 +215,7 @@ static void test_blocked_senders_complete(void **state)
         assert_int_equal(sbx->sent[i], SEND_LEN);
     assert_int_equal(sbx->done, SENDERS);
     assert_int_equal(sbx->received_ok, SENDERS);
-    uint64_t cont = stats().sends_continued - cont0;
+    uint64_t cont = loop_stats().sends_continued - cont0;
     assert_true(cont > 0);
     printf("# %d blocked senders x %d bytes: %llu sends continued after a short send\n", SENDERS,
            SEND_LEN, (unsigned long long)cont);
@@ -352,7 +300,7 @@ static void check_edge(bool let_loop_see)
     assert_int_equal(eb.handler_runs, 1);
     assert_int_equal(eb.handler_got, 1);
     assert_int_equal(eb.handler_byte, 'x');
-    assert_int_equal(stats().socks_parked, 0);
+    assert_int_equal(loop_stats().socks_parked, 0);
 }
 
 /* The edge was reported to the loop before the park: only the runtime's
@@ -444,7 +392,7 @@ static void test_parked_without_data_stays_quiet(void **state)
     /* Several turns, some of them sleeping: nothing may wake either socket. */
     for (int turn = 0; turn < 10; turn++)
         assert_true(coil_loop_run_once(&loop, turn % 2 ? 2 * MS : 0) >= 0);
-    coil_loop_stats st = stats();
+    coil_loop_stats st = loop_stats();
     assert_int_equal(st.socks_parked, 2);
     assert_int_equal(st.stacks_in_use, 0);
     assert_int_equal(st.tasks_live, 0);
@@ -460,7 +408,7 @@ static void test_parked_without_data_stays_quiet(void **state)
     assert_int_equal(qbx->got[0], 1);
     assert_int_equal(qbx->byte[0], 'y');
     assert_int_equal(qbx->runs[1], 0);
-    assert_int_equal(stats().socks_parked, 1);
+    assert_int_equal(loop_stats().socks_parked, 1);
     close(qbx->cfd[1]);
     for (int turn = 0; turn < 200 && !qbx->runs[1]; turn++)
         assert_true(coil_loop_run_once(&loop, 10 * MS) >= 0);
@@ -468,8 +416,8 @@ static void test_parked_without_data_stays_quiet(void **state)
         assert_true(coil_loop_run_once(&loop, 0) >= 0);
     assert_int_equal(qbx->runs[1], 1);
     assert_int_equal(qbx->got[1], 0);
-    assert_int_equal(stats().socks_parked, 0);
-    assert_int_equal(stats().tasks_live, 0);
+    assert_int_equal(loop_stats().socks_parked, 0);
+    assert_int_equal(loop_stats().tasks_live, 0);
     close(qbx->cfd[0]);
     free(qbx);
 }
@@ -477,12 +425,12 @@ static void test_parked_without_data_stays_quiet(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_eagain_storm_recv, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_eagain_storm_recv_buf, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_blocked_senders_complete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_edge_while_busy_then_park, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_edge_pending_at_park, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_parked_without_data_stays_quiet, setup, teardown),
+        EPOLL_TEST(test_eagain_storm_recv),
+        EPOLL_TEST(test_eagain_storm_recv_buf),
+        EPOLL_TEST(test_blocked_senders_complete),
+        EPOLL_TEST(test_edge_while_busy_then_park),
+        EPOLL_TEST(test_edge_pending_at_park),
+        EPOLL_TEST(test_parked_without_data_stays_quiet),
     };
     return HARNESS_RUN(tests);
 }

@@ -9,8 +9,6 @@
  * step that failed and say why on stderr, which the parent shows. */
 #include "harness.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,10 +98,8 @@ static int echo_server(void *arg)
 static int echo_client(void *arg)
 {
     echo_state *st = arg;
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)coil_sock_port(&lsn)) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     coil_sock s;
-    int err = coil_tcp_connect(&cl, &s, (struct sockaddr *)&a, sizeof(a), coil_deadline_in(&cl, 5000 * MS));
+    int err = harness_connect(&cl, &s, coil_sock_port(&lsn), coil_deadline_in(&cl, 5000 * MS));
     if (err < 0)
         return st->client_err = err;
     static const char msg[] = "through the fallback";

@@ -5,7 +5,6 @@
  * sockets; the others let the client tasks share the faults. */
 #include "http_fixture.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -159,9 +158,7 @@ static int pair_main(void *arg)
 {
     pair *p = arg;
     harness_listen(&loop, &p->lsn);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)coil_sock_port(&p->lsn)) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int err = coil_tcp_connect(&loop, &p->a, (struct sockaddr *)&a, sizeof(a), dl(5000));
+    int err = harness_connect(&loop, &p->a, coil_sock_port(&p->lsn), dl(5000));
     if (err)
         return err;
     err = coil_accept(&p->lsn, &p->b, NULL, dl(5000));
@@ -308,8 +305,7 @@ static int tconnect(void)
         return -1;
     struct timeval tv = { .tv_sec = 10 }; /* a hang fails, it is not measured */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_in a = harness_addr(port);
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
         close(fd);
         return -1;
@@ -503,8 +499,7 @@ static void test_accept_emfile(void **state)
 static void *limit_clients(void *arg)
 {
     client_run *r = arg;
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_in a = harness_addr(port);
     for (int i = 0; i < r->nclients; i++)
         if (connect(r->fds[i], (struct sockaddr *)&a, sizeof(a)) < 0 ||
             !send_all(r->fds[i], REQ, strlen(REQ))) {

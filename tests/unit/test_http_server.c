@@ -4,7 +4,6 @@
 #include "http_fixture.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,16 +29,8 @@ static int table_handler(coil_http_request *req, void *data)
     tb.runs++;
     if (path_is(req, "/smuggled"))
         tb.smuggled++;
-    if (path_is(req, "/echo")) {
-        char *body = NULL;
-        ssize_t n = coil_http_body_read_all(req, &body, 0);
-        tb.read_result = n;
-        if (n < 0)
-            return (int)n;
-        int r = coil_http_respond(req, 200, NULL, 0, body, (size_t)n);
-        free(body);
-        return r;
-    }
+    if (path_is(req, "/echo"))
+        return respond_echo(req, &tb.read_result);
     /* Anything else is answered with its target, body left unread. */
     return coil_http_respond(req, 200, NULL, 0, req->target, req->target_len);
 }
@@ -279,26 +270,34 @@ static int timeout_handler(coil_http_request *req, void *data)
 
 static coil_http_fn_service timeout_svc;
 
-static coil_http_server_config timeout_cfg(void)
+/* Runs steps against timeout_handler on a server with the default timeouts
+ * but those set (non-zero) in t. */
+static void timeout_test(coil_http_timeouts t, client_steps steps)
 {
     memset(&tm, 0, sizeof(tm));
-    return base_cfg(coil_http_fn_init(&timeout_svc, timeout_handler, NULL));
+    coil_http_server_config cfg = base_cfg(coil_http_fn_init(&timeout_svc, timeout_handler, NULL));
+    coil_http_timeouts *d = &cfg.timeouts;
+    d->header_ns = t.header_ns ? t.header_ns : d->header_ns;
+    d->body_idle_ns = t.body_idle_ns ? t.body_idle_ns : d->body_idle_ns;
+    d->body_min_rate = t.body_min_rate ? t.body_min_rate : d->body_min_rate;
+    d->keepalive_ns = t.keepalive_ns ? t.keepalive_ns : d->keepalive_ns;
+    d->send_idle_ns = t.send_idle_ns ? t.send_idle_ns : d->send_idle_ns;
+    d->drain_ns = t.drain_ns ? t.drain_ns : d->drain_ns;
+    server_start(&cfg);
+    run_client(steps);
 }
 
 /* Slowloris: the head has a total budget, not a per-byte one. */
-static int slowloris_main(void *arg)
+static int slowloris_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 }, d = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
+    cli d = { 0 };
     int64_t t0 = coil_now(&loop);
-    CHECK_EQ(cli_send_str(&c, "GET / HTTP/1.1\r\n"), 0);
-    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(cli_send_str(c, "GET / HTTP/1.1\r\n"), 0);
+    CHECK_EQ(read_response(c, r, false, dl(3000)), 0);
     CHECK_EQ(r->status, 408);
     CHECK(r->close);
     CHECK(coil_now(&loop) - t0 >= 50 * MS);
-    CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+    CHECK_EQ(cli_closed(c, 2000 * MS), 1);
     /* One byte of a field every 10 ms: progress, but the head never ends. */
     CHECK_EQ(cli_open(&d), 0);
     t0 = coil_now(&loop);
@@ -321,7 +320,6 @@ static int slowloris_main(void *arg)
     CHECK_EQ(cli_closed(&d, 2000 * MS), 1);
     CHECK_EQ(tm.runs, 0);
 out:
-    cli_close(&c);
     cli_close(&d);
     return fail_line ? -1 : 0;
 }
@@ -329,155 +327,120 @@ out:
 static void test_header_timeout(void **state)
 {
     (void)state;
-    coil_http_server_config cfg = timeout_cfg();
-    cfg.timeouts.header_ns = 60 * MS;
-    server_start(&cfg);
-    run_main(slowloris_main, NULL);
+    timeout_test((coil_http_timeouts){ .header_ns = 60 * MS }, slowloris_steps);
 }
 
-static int keepalive_main(void *arg)
+static int keepalive_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(roundtrip(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     /* A request within the idle period is served... */
     coil_sleep(20 * MS);
-    CHECK_EQ(roundtrip(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     CHECK(!r->close);
     /* ...then silence: the server closes without a word. */
     int64_t t0 = coil_now(&loop);
-    CHECK_EQ(cli_closed(&c, 3000 * MS), 1);
+    CHECK_EQ(cli_closed(c, 3000 * MS), 1);
     int64_t took = coil_now(&loop) - t0;
     CHECK(took >= 50 * MS && took < 5000 * MS);
     CHECK_EQ(tm.runs, 2);
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_keepalive_timeout(void **state)
 {
     (void)state;
-    coil_http_server_config cfg = timeout_cfg();
-    cfg.timeouts.keepalive_ns = 60 * MS;
-    server_start(&cfg);
-    run_main(keepalive_main, NULL);
+    timeout_test((coil_http_timeouts){ .keepalive_ns = 60 * MS }, keepalive_steps);
 }
 
-static int body_idle_main(void *arg)
+static int body_idle_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(cli_send_str(&c, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
-                              "0123456789"),
+    CHECK_EQ(cli_send_str(c, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+                             "0123456789"),
              0);
-    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(read_response(c, r, false, dl(3000)), 0);
     CHECK_EQ(r->status, 408);
     CHECK(r->close);
-    CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+    CHECK_EQ(cli_closed(c, 2000 * MS), 1);
     CHECK(tm.done);
     CHECK_EQ(tm.read_result, -ETIMEDOUT);
     coil_http_server_stats st;
     coil_http_server_stats_get(srv, &st);
     CHECK(st.timeouts >= 1);
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 /* A client that trickles a byte every 10 ms is never idle for body_idle_ns,
  * but it is far below body_min_rate: the request ends with 408. */
-static int body_min_rate_main(void *arg)
+static int body_min_rate_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(cli_send_str(&c, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n"), 0);
+    CHECK_EQ(cli_send_str(c, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n"), 0);
     for (int i = 0; i < 100; i++) {
         char peek;
         /* Stop once the answer is there: writing into a closed connection
          * would provoke a reset that can discard it. */
-        if (recv(c.s.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
+        if (recv(c->s.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
             break;
-        if (coil_send(&c.s, "x", 1, dl(1000)) != 1)
+        if (coil_send(&c->s, "x", 1, dl(1000)) != 1)
             break;
         coil_sleep(10 * MS);
     }
-    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(read_response(c, r, false, dl(3000)), 0);
     CHECK_EQ(r->status, 408);
     CHECK(r->close);
     CHECK(tm.done);
     CHECK_EQ(tm.read_result, -ETIMEDOUT);
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_body_min_rate(void **state)
 {
     (void)state;
-    coil_http_server_config cfg = timeout_cfg();
-    cfg.timeouts.body_idle_ns = 40 * MS;
-    cfg.timeouts.body_min_rate = 10000;
-    server_start(&cfg);
-    run_main(body_min_rate_main, NULL);
+    timeout_test((coil_http_timeouts){ .body_idle_ns = 40 * MS, .body_min_rate = 10000 },
+                 body_min_rate_steps);
 }
 
 static void test_body_idle_timeout(void **state)
 {
     (void)state;
-    coil_http_server_config cfg = timeout_cfg();
-    cfg.timeouts.body_idle_ns = 50 * MS;
-    server_start(&cfg);
-    run_main(body_idle_main, NULL);
+    timeout_test((coil_http_timeouts){ .body_idle_ns = 50 * MS }, body_idle_steps);
 }
 
-static int send_stalled_main(void *arg)
+static int send_stalled_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    CHECK_EQ(cli_open(&c), 0);
+    (void)r;
     int small = 16 * 1024;
-    setsockopt(c.s.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    CHECK_EQ(cli_send_str(&c, "GET /flood HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    setsockopt(c->s.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    CHECK_EQ(cli_send_str(c, "GET /flood HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     /* Never reads. */
     CHECK(wait_flag(&tm.done));
     CHECK_EQ(tm.write_result[0], -ETIMEDOUT);
     CHECK(tm.written < (256u << 20));
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_send_timeout_stalled_client(void **state)
 {
     (void)state;
-    coil_http_server_config cfg = timeout_cfg();
-    cfg.timeouts.send_idle_ns = 50 * MS;
-    server_start(&cfg);
-    run_main(send_stalled_main, NULL);
+    timeout_test((coil_http_timeouts){ .send_idle_ns = 50 * MS }, send_stalled_steps);
 }
 
-static int send_slow_main(void *arg)
+static int send_slow_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    CHECK_EQ(cli_open(&c), 0);
+    (void)r;
     /* A fixed receive buffer: the server sees progress only when the
      * kernel reopens the window, which it does after the reader drained a
      * good part of the buffer; autotuned, that part could take longer than
      * the send timeout at this pace. (Much smaller and loopback's 64 KiB
      * MSS leaves the window shut until the persist timer fires.) */
     int rcvbuf = 32 * 1024;
-    setsockopt(c.s.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    CHECK_EQ(cli_send_str(&c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    setsockopt(c->s.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    CHECK_EQ(cli_send_str(c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     int64_t t0 = coil_now(&loop);
     /* 4 KiB every 3 ms, about 1.3 MB/s: slow, but never idle for long (the
      * longest the server waits for room is about 50 ms here, or one TCP
@@ -487,7 +450,7 @@ static int send_slow_main(void *arg)
     const size_t want = 2 * 1024 * 1024;
     char buf[4096];
     for (;;) {
-        ssize_t n = coil_recv(&c.s, buf, sizeof(buf), dl(2000));
+        ssize_t n = coil_recv(&c->s, buf, sizeof(buf), dl(2000));
         if (n <= 0) {
             note_fail(__LINE__, "cut off after %zu body bytes: recv %zd, server writes %zd, %zd",
                       total, n, tm.write_result[0], tm.write_result[1]);
@@ -513,19 +476,15 @@ static int send_slow_main(void *arg)
     CHECK(wait_flag(&tm.done));
     CHECK_EQ(tm.write_result[0], 1024 * 1024);
     CHECK_EQ(tm.write_result[1], 1024 * 1024);
-    CHECK_EQ(cli_closed(&c, 20 * MS), 0); /* kept alive */
+    CHECK_EQ(cli_closed(c, 20 * MS), 0); /* kept alive */
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_send_timeout_spares_slow_reader(void **state)
 {
     (void)state;
-    coil_http_server_config cfg = timeout_cfg();
-    cfg.timeouts.send_idle_ns = 500 * MS;
-    server_start(&cfg);
-    run_main(send_slow_main, NULL);
+    timeout_test((coil_http_timeouts){ .send_idle_ns = 500 * MS }, send_slow_steps);
 }
 
 /* ====================================================================== */
@@ -565,26 +524,21 @@ static coil_http_service *mw_inner(void)
     return coil_http_fn_init(&mw_fn, mw_handler, NULL);
 }
 
-static int timeout_mw_main(void *arg)
+static int timeout_mw_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
     int64_t t0 = coil_now(&loop);
-    CHECK_EQ(roundtrip(&c, "GET /sleep HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /sleep HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 503);
     int64_t took = coil_now(&loop) - t0;
     CHECK(took >= 25 * MS && took < 5000 * MS);
     CHECK(mw.sleep_result < 0);
     /* A fast request under the same budget is untouched. */
-    cli_close(&c);
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(roundtrip(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    cli_close(c);
+    CHECK_EQ(cli_open(c), 0);
+    CHECK_EQ(roundtrip(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     CHECK(body_is(r, "ok"));
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
@@ -594,7 +548,7 @@ static void test_timeout_middleware(void **state)
     static coil_http_timeout to;
     coil_http_server_config cfg = base_cfg(coil_http_timeout_init(&to, mw_inner(), 30 * MS));
     server_start(&cfg);
-    run_main(timeout_mw_main, NULL);
+    run_client(timeout_mw_steps);
 }
 
 /* A client task: one request, its response and when it arrived. */
@@ -619,8 +573,9 @@ static int bg_client(void *arg)
 
 static bg_req bg_a, bg_b;
 
-/* A holds the only slot; B arrives while it does. */
-static int two_requests(void)
+/* A holds the only slot; B arrives while it does. A must be answered 200,
+ * B b_status (a refusal, 503, with Retry-After). */
+static int two_requests(int b_status)
 {
     bg_a = (bg_req){ .req = "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n" };
     bg_b = (bg_req){ .req = "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n" };
@@ -636,18 +591,20 @@ static int two_requests(void)
     /* B's wait, measured from when A held the slot. */
     bg_b.done_at -= t0;
     bg_a.done_at -= t0;
-    return 0;
+    CHECK_EQ(bg_a.err, 0);
+    CHECK_EQ(bg_a.r.status, 200);
+    CHECK_EQ(bg_b.err, 0);
+    CHECK_EQ(bg_b.r.status, b_status);
+    if (b_status == 503)
+        CHECK(resp_field(&bg_b.r, "Retry-After", NULL, 0));
+out:
+    return fail_line ? -1 : 0;
 }
 
 static int concurrency_short_main(void *arg)
 {
     (void)arg;
-    CHECK_EQ(two_requests(), 0);
-    CHECK_EQ(bg_a.err, 0);
-    CHECK_EQ(bg_a.r.status, 200);
-    CHECK_EQ(bg_b.err, 0);
-    CHECK_EQ(bg_b.r.status, 503);
-    CHECK(resp_field(&bg_b.r, "Retry-After", NULL, 0));
+    CHECK_EQ(two_requests(503), 0);
     CHECK(bg_b.done_at >= 15 * MS);       /* it did wait wait_ns */
     CHECK(bg_b.done_at < bg_a.done_at);   /* and no longer */
     CHECK_EQ(mw.calls, 1);
@@ -668,11 +625,7 @@ static void test_concurrency_limit_refuses(void **state)
 static int concurrency_long_main(void *arg)
 {
     (void)arg;
-    CHECK_EQ(two_requests(), 0);
-    CHECK_EQ(bg_a.err, 0);
-    CHECK_EQ(bg_a.r.status, 200);
-    CHECK_EQ(bg_b.err, 0);
-    CHECK_EQ(bg_b.r.status, 200);
+    CHECK_EQ(two_requests(200), 0);
     /* B ran after A, never beside it. */
     CHECK(bg_b.done_at >= bg_a.done_at);
     CHECK(bg_b.done_at >= 150 * MS);
@@ -696,12 +649,7 @@ static coil_http_shed shed;
 static int shed_main(void *arg)
 {
     (void)arg;
-    CHECK_EQ(two_requests(), 0);
-    CHECK_EQ(bg_a.err, 0);
-    CHECK_EQ(bg_a.r.status, 200);
-    CHECK_EQ(bg_b.err, 0);
-    CHECK_EQ(bg_b.r.status, 503);
-    CHECK(resp_field(&bg_b.r, "Retry-After", NULL, 0));
+    CHECK_EQ(two_requests(503), 0);
     CHECK(bg_b.done_at < 50 * MS); /* at once, not queued */
     CHECK_EQ(shed.shed, 1);
     CHECK_EQ(shed.running, 0);
@@ -722,15 +670,11 @@ static coil_http_access_log alog;
 static int log_pipe[2];
 static char log_text[4096];
 
-static int log_main(void *arg)
+static int log_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(roundtrip(&c, "GET /logged?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /logged?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
-    CHECK_EQ(roundtrip(&c, "POST /missing HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", r),
+    CHECK_EQ(roundtrip(c, "POST /missing HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", r),
              0);
     CHECK_EQ(r->status, 404);
     /* Writes what is buffered now instead of after the batch period. */
@@ -747,7 +691,6 @@ static int log_main(void *arg)
     CHECK(first && second && first < second);
     CHECK(strstr(log_text, "127.0.0.1"));
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
@@ -762,7 +705,7 @@ static void test_access_log(void **state)
     coil_http_server_config cfg =
         base_cfg(coil_http_access_log_init(&alog, &router.svc, &loop, log_pipe[1]));
     server_start(&cfg);
-    run_main(log_main, NULL);
+    run_client(log_steps);
     close(log_pipe[0]);
     close(log_pipe[1]);
 }
@@ -798,28 +741,23 @@ static int tagged_handler(coil_http_request *req, void *data)
 
 static tag_layer tag;
 
-static int user_mw_main(void *arg)
+static int user_mw_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
     char v[64];
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(roundtrip(&c, "GET /t HTTP/1.1\r\nHost: a\r\nX-Key: k\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /t HTTP/1.1\r\nHost: a\r\nX-Key: k\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     CHECK(body_is(r, "routed"));
     CHECK(resp_field(r, "X-Tag", v, sizeof(v)) && strcmp(v, "layer") == 0);
-    CHECK_EQ(roundtrip(&c, "GET /t HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /t HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 401);
     CHECK(resp_field(r, "X-Tag", v, sizeof(v)) && strcmp(v, "layer") == 0);
     CHECK(resp_field(r, "WWW-Authenticate", NULL, 0));
     /* The router behind the layer still answers what it does not know. */
-    CHECK_EQ(roundtrip(&c, "GET /nowhere HTTP/1.1\r\nHost: a\r\nX-Key: k\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /nowhere HTTP/1.1\r\nHost: a\r\nX-Key: k\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 404);
     CHECK_EQ(tag.calls, 3);
     CHECK_EQ(tag.passed, 2);
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
@@ -837,7 +775,7 @@ static void test_user_middleware(void **state)
                        .tag = COIL_HTTP_FIELD("X-Tag", "layer") };
     coil_http_server_config cfg = base_cfg(&tag.svc);
     server_start(&cfg);
-    run_main(user_mw_main, NULL);
+    run_client(user_mw_steps);
 }
 
 /* ====================================================================== */
@@ -856,9 +794,8 @@ static int named_handler(coil_http_request *req, void *data)
     return respond_text(req, 200, data);
 }
 
-static int router_main(void *arg)
+static int router_steps(cli *c, resp *r)
 {
-    (void)arg;
     static const struct {
         const char *req;
         int status;
@@ -876,38 +813,33 @@ static int router_main(void *arg)
         { "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789", 200,
           "upload" },
     };
-    cli c = { 0 };
-    resp *r = &table_resp;
     char v[128];
     for (size_t i = 0; i < sizeof(rt) / sizeof(rt[0]); i++) {
         snprintf(fail_where, sizeof(fail_where), "request %zu", i);
-        if (!c.open)
-            CHECK_EQ(cli_open(&c), 0);
-        CHECK_EQ(roundtrip(&c, rt[i].req, r), 0);
+        CHECK_EQ(roundtrip(c, rt[i].req, r), 0);
         CHECK_EQ(r->status, rt[i].status);
         if (rt[i].body)
             CHECK(body_is(r, rt[i].body));
     }
     fail_where[0] = '\0';
     /* 405 names the methods that would do. */
-    CHECK_EQ(roundtrip(&c, "GET /p HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /p HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 405);
     CHECK(resp_field(r, "Allow", v, sizeof(v)));
     CHECK(strstr(v, "POST") && strstr(v, "PUT") && !strstr(v, "GET"));
     /* A GET route answers HEAD: the length, no body. */
-    CHECK_EQ(roundtrip(&c, "HEAD /a HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "HEAD /a HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     CHECK(r->has_length && r->length == 8);
-    CHECK_EQ(roundtrip(&c, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n", r), 0); /* nothing stray before */
+    CHECK_EQ(roundtrip(c, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n", r), 0); /* nothing stray before */
     CHECK(body_is(r, "exact /a"));
     /* The route's own body limit (16) is below the server's. */
-    CHECK_EQ(roundtrip(&c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 32\r\n\r\n"
-                           "0123456789abcdef0123456789abcdef", r), 0);
+    CHECK_EQ(roundtrip(c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 32\r\n\r\n"
+                          "0123456789abcdef0123456789abcdef", r), 0);
     CHECK_EQ(r->status, 413);
     CHECK(r->close);
-    CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+    CHECK_EQ(cli_closed(c, 2000 * MS), 1);
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
@@ -929,7 +861,7 @@ static void test_router(void **state)
     coil_http_router_init(&router, routes, 6);
     coil_http_server_config cfg = base_cfg(&router.svc);
     server_start(&cfg);
-    run_main(router_main, NULL);
+    run_client(router_steps);
 }
 
 /* ====================================================================== */
@@ -980,13 +912,7 @@ static int resp_handler(coil_http_request *req, void *data)
     }
     if (path_is(req, "/read-body")) {
         rs.reads++;
-        char *body = NULL;
-        ssize_t n = coil_http_body_read_all(req, &body, 0);
-        if (n < 0)
-            return (int)n;
-        int r = coil_http_respond(req, 200, NULL, 0, body, (size_t)n);
-        free(body);
-        return r;
+        return respond_echo(req, NULL);
     }
     if (path_is(req, "/refuse"))
         return respond_text(req, 413, "too big\n");
@@ -995,203 +921,163 @@ static int resp_handler(coil_http_request *req, void *data)
 
 static coil_http_fn_service resp_svc;
 
-static void resp_server(void)
+/* Runs steps against resp_handler. */
+static void resp_test(client_steps steps)
 {
     memset(&rs, 0, sizeof(rs));
     coil_http_server_config cfg = base_cfg(coil_http_fn_init(&resp_svc, resp_handler, NULL));
     server_start(&cfg);
+    run_client(steps);
 }
 
-static int head_main(void *arg)
+static int head_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(roundtrip(&c, "HEAD /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "HEAD /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     CHECK(r->has_length && r->length == 5);
     CHECK(!r->chunked);
     /* Had body bytes followed, this response would not parse. */
-    CHECK_EQ(roundtrip(&c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     CHECK(body_is(r, "hello"));
-    CHECK_EQ(cli_closed(&c, 20 * MS), 0);
+    CHECK_EQ(cli_closed(c, 20 * MS), 0);
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_head_response(void **state)
 {
     (void)state;
-    resp_server();
-    run_main(head_main, NULL);
+    resp_test(head_steps);
 }
 
-static int no_body_main(void *arg)
+static int no_body_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
     static const char *const reqs[] = { "GET /204 HTTP/1.1\r\nHost: a\r\n\r\n",
                                         "GET /304 HTTP/1.1\r\nHost: a\r\n\r\n" };
     for (int i = 0; i < 2; i++) {
-        CHECK_EQ(roundtrip(&c, reqs[i], r), 0);
+        CHECK_EQ(roundtrip(c, reqs[i], r), 0);
         CHECK_EQ(r->status, i ? 304 : 204);
         CHECK(!r->has_length);
         CHECK(!resp_field(r, "Transfer-Encoding", NULL, 0));
         if (i)
             CHECK(resp_field(r, "ETag", NULL, 0));
         /* Nothing follows the head but the next answer. */
-        CHECK_EQ(roundtrip(&c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+        CHECK_EQ(roundtrip(c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
         CHECK(body_is(r, "hello"));
     }
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_204_304_no_body(void **state)
 {
     (void)state;
-    resp_server();
-    run_main(no_body_main, NULL);
+    resp_test(no_body_steps);
 }
 
-static int chunked_main(void *arg)
+static int chunked_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(roundtrip(&c, "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     CHECK(r->chunked);
     CHECK(!r->has_length);
     CHECK(body_is(r, "hello, world"));
     CHECK(strstr(r->trailers, "X-Sum: 42\n") && strstr(r->trailers, "X-Parts: 2\n"));
-    CHECK_EQ(roundtrip(&c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK(body_is(r, "hello"));
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_chunked_response_trailers(void **state)
 {
     (void)state;
-    resp_server();
-    run_main(chunked_main, NULL);
+    resp_test(chunked_steps);
 }
 
-static int short_main(void *arg)
+static int short_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
     /* Announced 10, sent 5: the only honest signal left is the close. */
-    CHECK_EQ(roundtrip(&c, "GET /short HTTP/1.1\r\nHost: a\r\n\r\n", r), -EPIPE);
+    CHECK_EQ(roundtrip(c, "GET /short HTTP/1.1\r\nHost: a\r\n\r\n", r), -EPIPE);
     CHECK_EQ(r->status, 200);
     CHECK(r->has_length && r->length == 10);
     CHECK_EQ(r->body_len, 5);
     CHECK_EQ(rs.end_result, -EPROTO);
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_short_response_closes(void **state)
 {
     (void)state;
-    resp_server();
-    run_main(short_main, NULL);
+    resp_test(short_steps);
 }
 
-static int http10_main(void *arg)
+static int http10_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(roundtrip(&c, "GET /stream HTTP/1.0\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /stream HTTP/1.0\r\nHost: a\r\n\r\n", r), 0);
     CHECK_EQ(r->status, 200);
     CHECK(!r->has_length && !r->chunked);
     CHECK(r->until_eof);
     CHECK(r->close);
     CHECK(body_is(r, "abcdef"));
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_http10_close_delimited(void **state)
 {
     (void)state;
-    resp_server();
-    run_main(http10_main, NULL);
+    resp_test(http10_steps);
 }
 
-static int continue_main(void *arg)
+static int continue_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(cli_send_str(&c, "POST /read-body HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
-                              "Expect: 100-continue\r\n\r\n"), 0);
+    CHECK_EQ(cli_send_str(c, "POST /read-body HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                             "Expect: 100-continue\r\n\r\n"), 0);
     /* The body is held back until the server asks for it. */
     memset(r, 0, sizeof(*r));
-    CHECK_EQ(read_one_head(&c, r, dl(3000)), 0);
+    CHECK_EQ(read_one_head(c, r, dl(3000)), 0);
     CHECK_EQ(r->status, 100);
-    CHECK_EQ(cli_send_str(&c, "hello"), 0);
-    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(cli_send_str(c, "hello"), 0);
+    CHECK_EQ(read_response(c, r, false, dl(3000)), 0);
     CHECK_EQ(r->status, 200);
     CHECK_EQ(r->interim, 0);
     CHECK(body_is(r, "hello"));
     CHECK_EQ(rs.reads, 1);
     /* The connection is still in step. */
-    CHECK_EQ(roundtrip(&c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
+    CHECK_EQ(roundtrip(c, "GET /text HTTP/1.1\r\nHost: a\r\n\r\n", r), 0);
     CHECK(body_is(r, "hello"));
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_expect_continue_on_read(void **state)
 {
     (void)state;
-    resp_server();
-    run_main(continue_main, NULL);
+    resp_test(continue_steps);
 }
 
-static int refuse_main(void *arg)
+static int refuse_steps(cli *c, resp *r)
 {
-    (void)arg;
-    cli c = { 0 };
-    resp *r = &table_resp;
-    CHECK_EQ(cli_open(&c), 0);
-    CHECK_EQ(cli_send_str(&c, "POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n"
-                              "Expect: 100-continue\r\n\r\n"), 0);
-    CHECK_EQ(read_response(&c, r, false, dl(3000)), 0);
+    CHECK_EQ(cli_send_str(c, "POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n"
+                             "Expect: 100-continue\r\n\r\n"), 0);
+    CHECK_EQ(read_response(c, r, false, dl(3000)), 0);
     CHECK_EQ(r->interim, 0); /* no 100 Continue before the refusal */
     CHECK_EQ(r->status, 413);
     /* The body never comes, so the connection cannot go on: the answer says
      * so and the server closes. */
     CHECK(r->close);
-    CHECK_EQ(cli_closed(&c, 2000 * MS), 1);
+    CHECK_EQ(cli_closed(c, 2000 * MS), 1);
 out:
-    cli_close(&c);
     return fail_line ? -1 : 0;
 }
 
 static void test_expect_continue_not_on_refusal(void **state)
 {
     (void)state;
-    resp_server();
-    run_main(refuse_main, NULL);
+    resp_test(refuse_steps);
 }
 
 /* ====================================================================== */
@@ -1267,9 +1153,7 @@ static int stop_main(void *arg)
     CHECK_EQ(cli_closed(&fresh, 2000 * MS), 1);
     CHECK(!slow_client.answered_at); /* both closed before the slow answer came */
     /* Nobody is accepted any more. */
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int err = coil_tcp_connect(&loop, &late.s, (struct sockaddr *)&a, sizeof(a), dl(2000));
+    int err = harness_connect(&loop, &late.s, port, dl(2000));
     late.open = err == 0;
     CHECK_EQ(err, -ECONNREFUSED);
     /* The request in flight completes, told the connection will close. */

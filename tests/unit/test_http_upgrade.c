@@ -118,13 +118,7 @@ static int handler(coil_http_request *req, void *data)
          * this call's, not the body read's. */
         if (req->expect_continue && !wait_flag(&st.client_saw_100))
             return -ETIMEDOUT;
-        char *body = NULL;
-        ssize_t n = coil_http_body_read_all(req, &body, 0);
-        if (n < 0)
-            return (int)n;
-        int r = coil_http_respond(req, 200, NULL, 0, body, (size_t)n);
-        free(body);
-        return r;
+        return respond_echo(req, NULL);
     }
     if (path_is(req, "/final"))
         return respond_text(req, 403, "denied"); /* body neither invited nor read */
@@ -597,9 +591,7 @@ static int with_upstream(void *arg)
     bool listening = false;
     CHECK_EQ(coil_tcp_listen_host(&loop, &u.listener, "127.0.0.1", 0, 16, 0), 0);
     listening = true;
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)coil_sock_port(&u.listener)) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_in a = harness_addr(coil_sock_port(&u.listener));
     CHECK_EQ(coil_spawn(&loop, upstream_task, &u, &t), 0);
     CHECK_EQ(coil_http_client_connect(&loop, (struct sockaddr *)&a, sizeof(a), 0, dl(5000), &c), 0);
     CHECK_EQ(uc->client(c, &u), 0);

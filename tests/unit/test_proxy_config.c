@@ -115,6 +115,60 @@ static void parse_ok(px_config *cfg, const char *text)
     assert_string_equal(err, "");
 }
 
+/* A failed parse leaves *c zeroed, owning nothing. */
+static void check_nothing_kept(px_config *c)
+{
+    assert_null(c->listeners);
+    assert_null(c->upstreams);
+    assert_null(c->routes);
+    assert_int_equal(c->nlisteners + c->nupstreams + c->nroutes, 0);
+    px_config_free(c);
+}
+
+/* Parses text as proxy.conf, which must fail and keep nothing; returns the
+ * message (static storage, until the next call). */
+static const char *parse_error(const char *text)
+{
+    static char err[512];
+    px_config c;
+    err[0] = '\0';
+    assert_int_equal(px_config_parse(&c, "proxy.conf", text, err, sizeof(err)), -1);
+    check_nothing_kept(&c);
+    return err;
+}
+
+/* The [proxy] limits and timeouts at their defaults (which full_example
+ * writes out). */
+static void check_default_limits(const px_config *c)
+{
+    assert_int_equal(c->max_body, 0);
+    assert_int_equal(c->max_header_bytes, 16384);
+    assert_int_equal(c->max_headers, 100);
+    assert_int_equal(c->header_timeout_ns, 10 * S_NS);
+    assert_int_equal(c->keepalive_timeout_ns, 60 * S_NS);
+    assert_int_equal(c->send_timeout_ns, 30 * S_NS);
+    assert_int_equal(c->drain_timeout_ns, 10 * S_NS);
+    assert_string_equal(c->forward_mode, "buffers");
+}
+
+/* An upstream's settings at their defaults, but for health_path (the one
+ * full_example sets to a value of its own). */
+static void check_default_upstream(const px_upstream *u, const char *health_path)
+{
+    assert_int_equal(u->balance, PX_BALANCE_ROUND_ROBIN);
+    assert_string_equal(u->hash_header, "");
+    assert_int_equal(u->keepalive, 32);
+    assert_int_equal(u->connect_timeout_ns, 2 * S_NS);
+    assert_int_equal(u->response_timeout_ns, 30 * S_NS);
+    assert_int_equal(u->idle_timeout_ns, 60 * S_NS);
+    assert_int_equal(u->fail_threshold, 3);
+    assert_int_equal(u->cooldown_ns, 10 * S_NS);
+    assert_string_equal(u->health_path, health_path);
+    assert_int_equal(u->health_interval_ns, 5 * S_NS);
+    assert_int_equal(u->health_timeout_ns, 2 * S_NS);
+    assert_int_equal(u->retries, 1);
+}
+
 static void test_full_example(void **state)
 {
     (void)state;
@@ -128,14 +182,7 @@ static void test_full_example(void **state)
     assert_string_equal(c.metrics_addr, "127.0.0.1:9100");
     assert_string_equal(c.metrics_host, "127.0.0.1");
     assert_int_equal(c.metrics_port, 9100);
-    assert_int_equal(c.max_body, 0);
-    assert_int_equal(c.max_header_bytes, 16384);
-    assert_int_equal(c.max_headers, 100);
-    assert_int_equal(c.header_timeout_ns, 10 * S_NS);
-    assert_int_equal(c.keepalive_timeout_ns, 60 * S_NS);
-    assert_int_equal(c.send_timeout_ns, 30 * S_NS);
-    assert_int_equal(c.drain_timeout_ns, 10 * S_NS);
-    assert_string_equal(c.forward_mode, "buffers");
+    check_default_limits(&c);
 
     assert_int_equal(c.nlisteners, 2);
     assert_string_equal(c.listeners[0].addr_text, "0.0.0.0:8080");
@@ -160,18 +207,7 @@ static void test_full_example(void **state)
     assert_string_equal(u->servers[1].addr_text, "127.0.0.1:9002");
     check_in(&u->servers[1].addr, u->servers[1].addr_len, "127.0.0.1", 9002);
     assert_int_equal(u->servers[1].weight, 1);
-    assert_int_equal(u->balance, PX_BALANCE_ROUND_ROBIN);
-    assert_string_equal(u->hash_header, "");
-    assert_int_equal(u->keepalive, 32);
-    assert_int_equal(u->connect_timeout_ns, 2 * S_NS);
-    assert_int_equal(u->response_timeout_ns, 30 * S_NS);
-    assert_int_equal(u->idle_timeout_ns, 60 * S_NS);
-    assert_int_equal(u->fail_threshold, 3);
-    assert_int_equal(u->cooldown_ns, 10 * S_NS);
-    assert_string_equal(u->health_path, "/healthz");
-    assert_int_equal(u->health_interval_ns, 5 * S_NS);
-    assert_int_equal(u->health_timeout_ns, 2 * S_NS);
-    assert_int_equal(u->retries, 1);
+    check_default_upstream(u, "/healthz");
 
     u = &c.upstreams[1];
     assert_string_equal(u->name, "users");
@@ -225,28 +261,11 @@ static void test_defaults(void **state)
     assert_string_equal(c.metrics_addr, "");
     assert_string_equal(c.metrics_host, "");
     assert_int_equal(c.metrics_port, 0);
-    assert_int_equal(c.max_body, 0);
-    assert_int_equal(c.max_header_bytes, 16384);
-    assert_int_equal(c.max_headers, 100);
-    assert_int_equal(c.header_timeout_ns, 10 * S_NS);
-    assert_int_equal(c.keepalive_timeout_ns, 60 * S_NS);
-    assert_int_equal(c.send_timeout_ns, 30 * S_NS);
-    assert_int_equal(c.drain_timeout_ns, 10 * S_NS);
-    assert_string_equal(c.forward_mode, "buffers");
+    check_default_limits(&c);
 
     const px_upstream *u = &c.upstreams[0];
     assert_int_equal(u->servers[0].weight, 1);
-    assert_int_equal(u->balance, PX_BALANCE_ROUND_ROBIN);
-    assert_int_equal(u->keepalive, 32);
-    assert_int_equal(u->connect_timeout_ns, 2 * S_NS);
-    assert_int_equal(u->response_timeout_ns, 30 * S_NS);
-    assert_int_equal(u->idle_timeout_ns, 60 * S_NS);
-    assert_int_equal(u->fail_threshold, 3);
-    assert_int_equal(u->cooldown_ns, 10 * S_NS);
-    assert_string_equal(u->health_path, "");
-    assert_int_equal(u->health_interval_ns, 5 * S_NS);
-    assert_int_equal(u->health_timeout_ns, 2 * S_NS);
-    assert_int_equal(u->retries, 1);
+    check_default_upstream(u, "");
 
     assert_string_equal(c.routes[0].host, "");
     assert_string_equal(c.routes[0].path_prefix, "/");
@@ -597,12 +616,7 @@ static void test_errors(void **state)
             bad++;
             continue;
         }
-        /* A failed parse leaves nothing to free. */
-        assert_null(c.listeners);
-        assert_null(c.upstreams);
-        assert_null(c.routes);
-        assert_int_equal(c.nlisteners + c.nupstreams + c.nroutes, 0);
-        px_config_free(&c);
+        check_nothing_kept(&c);
     }
     assert_int_equal(bad, 0);
 }
@@ -618,14 +632,11 @@ static void test_line_length(void **state)
         int n = sprintf(text, BASE_LISTEN BASE_UP BASE_ROUTE "[proxy]\n");
         memset(text + n, '#', len);
         strcpy(text + n + len, "\r\n");
-        px_config c;
-        char err[128] = "";
-        int rc = px_config_parse(&c, "proxy.conf", text, err, sizeof(err));
         if (extra) {
-            assert_int_equal(rc, -1);
-            assert_string_equal(err, "proxy.conf:8: line longer than 4096 bytes");
+            assert_string_equal(parse_error(text), "proxy.conf:8: line longer than 4096 bytes");
         } else {
-            assert_int_equal(rc, 0);
+            px_config c;
+            parse_ok(&c, text);
             px_config_free(&c);
         }
         free(text);
@@ -641,19 +652,15 @@ static void test_value_too_long(void **state)
     path[0] = '/';
     path[sizeof(path) - 1] = 0;
     snprintf(text, sizeof(text), "[proxy]\naccess_log = %s\n", path);
-    px_config c;
-    char err[128] = "";
-    assert_int_equal(px_config_parse(&c, "proxy.conf", text, err, sizeof(err)), -1);
-    assert_string_equal(err, "proxy.conf:2: value too long (max 511 bytes)");
+    assert_string_equal(parse_error(text), "proxy.conf:2: value too long (max 511 bytes)");
     snprintf(text, sizeof(text), "[route]\npath = %.300s\n", path);
-    assert_int_equal(px_config_parse(&c, "proxy.conf", text, err, sizeof(err)), -1);
-    assert_string_equal(err, "proxy.conf:2: value too long (max 255 bytes)");
+    assert_string_equal(parse_error(text), "proxy.conf:2: value too long (max 255 bytes)");
     /* A name one byte over PX_MAX_NAME - 1. */
     char name[PX_MAX_NAME + 1];
     memset(name, 'n', PX_MAX_NAME);
     name[PX_MAX_NAME] = 0;
     snprintf(text, sizeof(text), "[upstream %s]\n", name);
-    assert_int_equal(px_config_parse(&c, "proxy.conf", text, err, sizeof(err)), -1);
+    const char *err = parse_error(text);
     assert_true(strstr(err, "proxy.conf:1: bad upstream name") == err);
 }
 
@@ -682,11 +689,25 @@ static char *write_temp(const char *data, size_t len)
     return path;
 }
 
+/* Loading data from a file fails with "PATH:line: msg", naming the path
+ * as given. */
+static void load_fails(const char *data, size_t len, unsigned line, const char *msg)
+{
+    char *path = write_temp(data, len);
+    px_config c;
+    char err[512] = "", want[600];
+    assert_int_equal(px_config_load(&c, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:%u: %s", path, line, msg);
+    assert_string_equal(err, want);
+    unlink(path);
+    free(path);
+}
+
 static void test_load(void **state)
 {
     (void)state;
     px_config c;
-    char err[512] = "", want[600];
+    char err[512] = "";
 
     char *path = write_temp(full_example, strlen(full_example));
     assert_int_equal(px_config_load(&c, path, err, sizeof(err)), 0);
@@ -696,23 +717,11 @@ static void test_load(void **state)
     unlink(path);
     free(path);
 
-    /* Errors name the path as given. */
     static const char bad[] = "[listen]\naddress = 127.0.0.1:1\n[route]\nupstream = nowhere\n";
-    path = write_temp(bad, strlen(bad));
-    assert_int_equal(px_config_load(&c, path, err, sizeof(err)), -1);
-    snprintf(want, sizeof(want), "%s:4: route uses unknown upstream 'nowhere'", path);
-    assert_string_equal(err, want);
-    unlink(path);
-    free(path);
-
+    load_fails(bad, strlen(bad), 4, "route uses unknown upstream 'nowhere'");
     /* A NUL byte is a control character, not the end of the file. */
     static const char nul[] = "[listen]\naddress = 127.0.0.1:1\n[route]\npath = /\0a\n";
-    path = write_temp(nul, sizeof(nul) - 1);
-    assert_int_equal(px_config_load(&c, path, err, sizeof(err)), -1);
-    snprintf(want, sizeof(want), "%s:4: control character 0x00", path);
-    assert_string_equal(err, want);
-    unlink(path);
-    free(path);
+    load_fails(nul, sizeof(nul) - 1, 4, "control character 0x00");
 
     assert_int_equal(px_config_load(&c, "/nonexistent/proxy.conf", err, sizeof(err)), -1);
     assert_string_equal(err, "/nonexistent/proxy.conf: No such file or directory");

@@ -1,15 +1,8 @@
 /* Per-loop stack pool (stack.h). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "harness.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -158,6 +151,15 @@ static void test_guard_in_maps(void **state)
     coil__stack_pool_exit(&p);
 }
 
+/* In a child: writes to the first byte of the stack, then to the guard
+ * page below it. */
+static void touch_guard(void *arg)
+{
+    coil__stack *s = arg;
+    ((volatile char *)s->lo)[0] = 1;          /* fine */
+    ((volatile char *)s->lo)[-1] = 1;         /* guard */
+}
+
 static void test_guard_faults(void **state)
 {
     (void)state;
@@ -166,22 +168,7 @@ static void test_guard_faults(void **state)
     coil__stack s;
     assert_int_equal(coil__stack_get(&p, &s), 0);
 
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        signal(SIGSEGV, SIG_DFL);
-        signal(SIGBUS, SIG_DFL);
-        ((volatile char *)s.lo)[0] = 1;          /* fine */
-        ((volatile char *)s.lo)[-1] = 1;         /* guard */
-        _exit(0);
-    }
-    int status;
-    pid_t w;
-    do
-        w = waitpid(pid, &status, 0);
-    while (w < 0 && errno == EINTR);
-    assert_int_equal(w, pid);
+    int status = harness_fork_wait(touch_guard, &s);
     if (WIFSIGNALED(status)) {
         assert_int_equal(WTERMSIG(status), SIGSEGV);
     } else {
@@ -362,6 +349,37 @@ static void test_many(void **state)
     assert_int_equal(p.mapped, 0);
 }
 
+#if !COIL__ASAN
+/* In a child: exits 0 if getting stacks under a small address-space limit
+ * ends in -ENOMEM, any other status if not. */
+static void exhaust_address_space(void *arg)
+{
+    (void)arg;
+    coil__stack_pool p;
+    if (coil__stack_pool_init(&p, SZ, 0, 0) != 0)
+        _exit(2);
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long vm_pages = 0;
+    if (!f || fscanf(f, "%lu", &vm_pages) != 1)
+        _exit(3);
+    fclose(f);
+    /* Room for a handful of stacks, then nothing. */
+    rlim_t lim = (rlim_t)vm_pages * page_size() + 8 * (SZ + page_size());
+    struct rlimit rl = { lim, lim };
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+        _exit(4);
+    coil__stack s;
+    for (int i = 0; i < 1000; i++) {
+        int r = coil__stack_get(&p, &s);
+        if (r == -ENOMEM)
+            _exit(i > 0 ? 0 : 5);
+        if (r != 0)
+            _exit(6);
+    }
+    _exit(7);
+}
+#endif
+
 /* Running out of address space is reported, not fatal. */
 static void test_enomem(void **state)
 {
@@ -370,39 +388,7 @@ static void test_enomem(void **state)
     /* ASan's shadow mappings make an address-space limit meaningless. */
     skip();
 #else
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        coil__stack_pool p;
-        if (coil__stack_pool_init(&p, SZ, 0, 0) != 0)
-            _exit(2);
-        FILE *f = fopen("/proc/self/statm", "r");
-        unsigned long vm_pages = 0;
-        if (!f || fscanf(f, "%lu", &vm_pages) != 1)
-            _exit(3);
-        fclose(f);
-        /* Room for a handful of stacks, then nothing. */
-        rlim_t lim = (rlim_t)vm_pages * page_size() + 8 * (SZ + page_size());
-        struct rlimit rl = { lim, lim };
-        if (setrlimit(RLIMIT_AS, &rl) != 0)
-            _exit(4);
-        coil__stack s;
-        for (int i = 0; i < 1000; i++) {
-            int r = coil__stack_get(&p, &s);
-            if (r == -ENOMEM)
-                _exit(i > 0 ? 0 : 5);
-            if (r != 0)
-                _exit(6);
-        }
-        _exit(7);
-    }
-    int status;
-    pid_t w;
-    do
-        w = waitpid(pid, &status, 0);
-    while (w < 0 && errno == EINTR);
-    assert_int_equal(w, pid);
+    int status = harness_fork_wait(exhaust_address_space, NULL);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
 #endif

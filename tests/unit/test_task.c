@@ -1,21 +1,5 @@
 /* Tasks: spawn, join, yield, sleep, cancel, interrupt, events. */
-#include "harness.h"
-
-static coil_loop loop;
-
-static int setup(void **state)
-{
-    (void)state;
-    harness_loop_init(&loop, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    harness_loop_exit(&loop);
-    return 0;
-}
+#include "loop_fixture.h"
 
 static int add_one(void *arg)
 {
@@ -130,10 +114,8 @@ static void test_thousands_ping_pong(void **state)
     assert_int_equal(harness_run(&loop, ring_main, NULL), 0);
     for (int i = 0; i < RING; i++)
         assert_int_equal(ring_hits[i], ROUNDS);
-    coil_loop_stats st;
-    coil_loop_stats_get(&loop, &st);
     /* Stacks came back to the pool; beyond its hot limit their pages went. */
-    assert_int_equal(st.stacks_in_use, 0);
+    assert_int_equal(loop_stats().stacks_in_use, 0);
 }
 
 static int sleeper(void *arg)
@@ -292,9 +274,7 @@ static void test_exit_busy_and_join_cancel(void **state)
     coil_detach(t);
     for (int i = 0; i < 10 && coil_loop_run_once(&loop, 0) > 0; i++) {
     }
-    coil_loop_stats st;
-    coil_loop_stats_get(&loop, &st);
-    assert_int_equal(st.tasks_live, 0);
+    assert_int_equal(loop_stats().tasks_live, 0);
 }
 
 /* A parent cancelled while its child still uses the parent's memory: the
@@ -347,9 +327,7 @@ static void test_join_shielded(void **state)
     assert_int_equal(s.join_result, 0);
     assert_int_equal(s.child_steps, 3);
     coil_detach(p);
-    coil_loop_stats st;
-    coil_loop_stats_get(&loop, &st);
-    assert_int_equal(st.tasks_live, 0);
+    assert_int_equal(loop_stats().tasks_live, 0);
 }
 
 static void test_run_once_timeout(void **state)
@@ -368,17 +346,17 @@ static void test_run_once_timeout(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_spawn_join, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_outside_task, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_yield_interleaves, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_thousands_ping_pong, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sleep_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_sleep, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_exit_busy_and_join_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_run_once_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_join_shielded, setup, teardown),
+        LOOP_TEST(test_spawn_join),
+        LOOP_TEST(test_outside_task),
+        LOOP_TEST(test_yield_interleaves),
+        LOOP_TEST(test_thousands_ping_pong),
+        LOOP_TEST(test_sleep_order),
+        LOOP_TEST(test_cancel_sleep),
+        LOOP_TEST(test_interrupt),
+        LOOP_TEST(test_event),
+        LOOP_TEST(test_exit_busy_and_join_cancel),
+        LOOP_TEST(test_run_once_timeout),
+        LOOP_TEST(test_join_shielded),
     };
     return HARNESS_RUN(tests);
 }

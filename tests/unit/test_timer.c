@@ -3,7 +3,7 @@
  * are already due. Timers themselves are backend-independent, but their
  * firing depends on the backend's wait honouring the timeout it is given,
  * so the file runs on both backends. */
-#include "harness.h"
+#include "loop_fixture.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -14,22 +14,6 @@
 #include <unistd.h>
 
 #include <linux/seccomp.h>
-
-static coil_loop loop;
-
-static int setup(void **state)
-{
-    (void)state;
-    harness_loop_init(&loop, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    harness_loop_exit(&loop);
-    return 0;
-}
 
 static uint64_t rng_state;
 
@@ -42,18 +26,11 @@ static uint64_t rng(void)
     return rng_state = x;
 }
 
-static coil_loop_stats stats(void)
-{
-    coil_loop_stats st;
-    coil_loop_stats_get(&loop, &st);
-    return st;
-}
-
 /* Turns the loop until no timer is armed, or fails after limit_ms. */
 static void run_until_no_timers(int64_t limit_ms)
 {
     int64_t until = coil_now(&loop) + limit_ms * MS;
-    while (stats().timers_active > 0) {
+    while (loop_stats().timers_active > 0) {
         assert_true(coil_loop_run_once(&loop, 100 * MS) >= 0);
         if (coil_now(&loop) > until)
             fail_msg("timers still armed after %lld ms", (long long)limit_ms);
@@ -87,10 +64,17 @@ static void log_cb(coil_timer *t)
     nfired++;
 }
 
-static void reset_log(void)
+/* tb[0..n): fresh timers calling cb, none fired, none armed; the log empty. */
+static void tb_init(int n, coil_timer_cb cb)
 {
     nfired = 0;
     fired_early = 0;
+    for (int i = 0; i < n; i++) {
+        coil_timer_init(&loop, &tb[i].t, cb);
+        tb[i].t.data = &tb[i];
+        tb[i].fired = 0;
+        tb[i].armed = false;
+    }
 }
 
 /* ---- ordering ---- */
@@ -98,20 +82,17 @@ static void reset_log(void)
 static void test_ten_thousand_in_order(void **state)
 {
     (void)state;
-    reset_log();
+    tb_init(NT, log_cb);
     rng_state = 0x9e3779b97f4a7c15ull;
     int64_t now = coil_now(&loop);
     for (int i = 0; i < NT; i++) {
-        coil_timer_init(&loop, &tb[i].t, log_cb);
-        tb[i].t.data = &tb[i];
-        tb[i].fired = 0;
         /* Every eighth timer shares one of a few deadlines: ties must all
          * fire, in any order. */
         int64_t off = (i % 8 == 0) ? (int64_t)(rng() % 4) * 10 * MS : (int64_t)(rng() % (50 * MS));
         tb[i].deadline = now + 1 * MS + off;
         assert_int_equal(coil_timer_start(&tb[i].t, tb[i].deadline), 0);
     }
-    assert_int_equal(stats().timers_active, NT);
+    assert_int_equal(loop_stats().timers_active, NT);
     run_until_no_timers(10000);
     assert_int_equal(nfired, NT);
     assert_int_equal(fired_early, 0);
@@ -128,12 +109,9 @@ static void test_ten_thousand_in_order(void **state)
 static void test_rearm_moves(void **state)
 {
     (void)state;
-    reset_log();
+    tb_init(3, log_cb);
     int64_t now = coil_now(&loop);
     for (int i = 0; i < 3; i++) {
-        coil_timer_init(&loop, &tb[i].t, log_cb);
-        tb[i].t.data = &tb[i];
-        tb[i].fired = 0;
         tb[i].deadline = now + (30 + 30 * i) * MS;
         assert_int_equal(coil_timer_start(&tb[i].t, tb[i].deadline), 0);
     }
@@ -142,7 +120,7 @@ static void test_rearm_moves(void **state)
     assert_int_equal(coil_timer_start(&tb[2].t, tb[2].deadline), 0);
     tb[0].deadline = now + 120 * MS;
     assert_int_equal(coil_timer_start(&tb[0].t, tb[0].deadline), 0);
-    assert_int_equal(stats().timers_active, 3); /* re-arming adds nothing */
+    assert_int_equal(loop_stats().timers_active, 3); /* re-arming adds nothing */
     run_until_no_timers(5000);
     int64_t want[] = { now + 10 * MS, now + 60 * MS, now + 120 * MS };
     assert_int_equal(nfired, 3);
@@ -156,15 +134,9 @@ static void test_rearm_stop_shuffle(void **state)
 {
     (void)state;
     enum { N = 2000, OPS = 20000 };
-    reset_log();
+    tb_init(N, log_cb);
     rng_state = 12345;
     int64_t now = coil_now(&loop);
-    for (int i = 0; i < N; i++) {
-        coil_timer_init(&loop, &tb[i].t, log_cb);
-        tb[i].t.data = &tb[i];
-        tb[i].fired = 0;
-        tb[i].armed = false;
-    }
     for (int k = 0; k < OPS; k++) {
         int i = (int)(rng() % N);
         if (rng() % 4 == 0) {
@@ -181,7 +153,7 @@ static void test_rearm_stop_shuffle(void **state)
         assert_int_equal(coil_timer_active(&tb[i].t), tb[i].armed);
         armed += tb[i].armed;
     }
-    assert_int_equal(stats().timers_active, armed);
+    assert_int_equal(loop_stats().timers_active, armed);
     run_until_no_timers(5000);
     assert_int_equal(nfired, armed);
     assert_int_equal(fired_early, 0);
@@ -194,26 +166,22 @@ static void test_rearm_stop_shuffle(void **state)
 static void test_stop(void **state)
 {
     (void)state;
-    reset_log();
+    tb_init(3, log_cb);
     int64_t now = coil_now(&loop);
-    for (int i = 0; i < 3; i++) {
-        coil_timer_init(&loop, &tb[i].t, log_cb);
-        tb[i].t.data = &tb[i];
-        tb[i].fired = 0;
+    for (int i = 0; i < 3; i++)
         tb[i].deadline = now + (5 + 5 * i) * MS;
-    }
     assert_false(coil_timer_active(&tb[0].t));
     coil_timer_stop(&tb[0].t); /* never armed: harmless */
     for (int i = 0; i < 3; i++)
         assert_int_equal(coil_timer_start(&tb[i].t, tb[i].deadline), 0);
-    assert_int_equal(stats().timers_active, 3);
+    assert_int_equal(loop_stats().timers_active, 3);
     coil_timer_stop(&tb[1].t); /* the middle one */
     assert_false(coil_timer_active(&tb[1].t));
-    assert_int_equal(stats().timers_active, 2);
+    assert_int_equal(loop_stats().timers_active, 2);
     coil_timer_stop(&tb[1].t); /* twice: harmless */
-    assert_int_equal(stats().timers_active, 2);
+    assert_int_equal(loop_stats().timers_active, 2);
     coil_timer_stop(&tb[0].t); /* the earliest, the heap's root */
-    assert_int_equal(stats().timers_active, 1);
+    assert_int_equal(loop_stats().timers_active, 1);
     run_until_no_timers(5000);
     assert_int_equal(tb[0].fired, 0);
     assert_int_equal(tb[1].fired, 0);
@@ -316,19 +284,16 @@ static int rearm_in_strict_child(int64_t base)
 static void test_rearm_costs_no_syscall(void **state)
 {
     (void)state;
+    tb_init(NT, noop_cb);
     int64_t now = coil_now(&loop);
-    for (int i = 0; i < NT; i++) {
-        coil_timer_init(&loop, &tb[i].t, noop_cb);
-        tb[i].t.data = &tb[i];
-        tb[i].fired = 0;
+    for (int i = 0; i < NT; i++)
         assert_int_equal(coil_timer_start(&tb[i].t, now + 60000 * MS + i), 0);
-    }
-    coil_loop_stats before = stats();
+    coil_loop_stats before = loop_stats();
     /* Keep-alive style: every connection pushes its deadline on activity. */
     for (int round = 0; round < 100; round++)
         for (int i = 0; i < NT; i++)
             assert_int_equal(coil_timer_start(&tb[i].t, now + 60000 * MS + round * MS + i), 0);
-    coil_loop_stats after = stats();
+    coil_loop_stats after = loop_stats();
     assert_int_equal(after.loop_turns, before.loop_turns);
     assert_int_equal(after.timers_active, NT);
     /* The earliest is timer 0's last deadline, about a minute away. */
@@ -399,9 +364,9 @@ static void test_timeout_ns(void **state)
     assert_true(t > 4000 * MS && t <= 5000 * MS);
     coil_cancel(task);
     coil_detach(task);
-    for (int i = 0; i < 10 && stats().tasks_live; i++)
+    for (int i = 0; i < 10 && loop_stats().tasks_live; i++)
         assert_true(coil_loop_run_once(&loop, 0) >= 0);
-    assert_int_equal(stats().tasks_live, 0);
+    assert_int_equal(loop_stats().tasks_live, 0);
     coil_timer_stop(&a);
     assert_int_equal(coil_loop_timeout_ns(&loop), -1);
 }
@@ -415,33 +380,33 @@ static void test_timers_active(void **state)
     coil_timer_init(&loop, &c, noop_cb);
     tb[0].fired = 0;
     a.data = b.data = c.data = &tb[0];
-    assert_int_equal(stats().timers_active, 0);
+    assert_int_equal(loop_stats().timers_active, 0);
     int64_t now = coil_now(&loop);
     assert_int_equal(coil_timer_start(&a, now + 60000 * MS), 0);
     assert_int_equal(coil_timer_start(&b, now + 60000 * MS), 0);
     assert_int_equal(coil_timer_start(&c, now), 0);
-    assert_int_equal(stats().timers_active, 3);
+    assert_int_equal(loop_stats().timers_active, 3);
     assert_int_equal(coil_timer_start(&a, now + 30000 * MS), 0);
-    assert_int_equal(stats().timers_active, 3);
+    assert_int_equal(loop_stats().timers_active, 3);
     /* c fires on the next turn and leaves the count */
     assert_true(coil_loop_run_once(&loop, 0) >= 0);
     assert_int_equal(tb[0].fired, 1);
     assert_false(coil_timer_active(&c));
-    assert_int_equal(stats().timers_active, 2);
+    assert_int_equal(loop_stats().timers_active, 2);
     /* a sleeping task holds one timer while it sleeps */
     coil_task *task;
     assert_int_equal(coil_spawn(&loop, sleep_long, NULL, &task), 0);
     assert_true(coil_loop_run_once(&loop, 0) >= 0);
-    assert_int_equal(stats().timers_active, 3);
+    assert_int_equal(loop_stats().timers_active, 3);
     coil_cancel(task);
     coil_detach(task);
-    for (int i = 0; i < 10 && stats().tasks_live; i++)
+    for (int i = 0; i < 10 && loop_stats().tasks_live; i++)
         assert_true(coil_loop_run_once(&loop, 0) >= 0);
-    assert_int_equal(stats().timers_active, 2);
+    assert_int_equal(loop_stats().timers_active, 2);
     coil_timer_stop(&a);
-    assert_int_equal(stats().timers_active, 1);
+    assert_int_equal(loop_stats().timers_active, 1);
     coil_timer_stop(&b);
-    assert_int_equal(stats().timers_active, 0);
+    assert_int_equal(loop_stats().timers_active, 0);
 }
 
 /* ---- sleeps that are already due ---- */
@@ -472,13 +437,13 @@ static int due_main(void *arg)
     coil_timer guard;
     coil_timer_init(&loop, &guard, guard_cb);
     coil_timer_start(&guard, coil_now(&loop) + 10000 * MS);
-    uint64_t turns0 = stats().loop_turns;
+    uint64_t turns0 = loop_stats().loop_turns;
     int64_t t0 = mono_ns();
     db->r_zero = coil_sleep(0);
     db->r_past = coil_sleep_until(coil_now(&loop) - 1000 * MS);
     db->r_negative = coil_sleep(-5 * MS);
     db->took = mono_ns() - t0;
-    db->turns = stats().loop_turns - turns0;
+    db->turns = loop_stats().loop_turns - turns0;
     coil_timer_stop(&guard);
     return 0;
 }
@@ -499,16 +464,16 @@ static void test_due_sleeps_return_promptly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ten_thousand_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rearm_moves, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rearm_stop_shuffle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rearm_now_alone, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rearm_now_among_others, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rearm_costs_no_syscall, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeout_ns, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timers_active, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_due_sleeps_return_promptly, setup, teardown),
+        LOOP_TEST(test_ten_thousand_in_order),
+        LOOP_TEST(test_rearm_moves),
+        LOOP_TEST(test_rearm_stop_shuffle),
+        LOOP_TEST(test_stop),
+        LOOP_TEST(test_rearm_now_alone),
+        LOOP_TEST(test_rearm_now_among_others),
+        LOOP_TEST(test_rearm_costs_no_syscall),
+        LOOP_TEST(test_timeout_ns),
+        LOOP_TEST(test_timers_active),
+        LOOP_TEST(test_due_sleeps_return_promptly),
     };
     return HARNESS_RUN(tests);
 }

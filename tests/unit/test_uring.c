@@ -3,7 +3,7 @@
  * fallback, completions of cancelled operations, and parked connections that
  * hold neither a buffer nor a stack. Skips (77) where io_uring is not
  * allowed. */
-#include "harness.h"
+#include "net_fixture.h"
 #include "uring_impl.h"
 
 #include <arpa/inet.h>
@@ -11,32 +11,14 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
-static coil_loop loop;
-static coil_sock lsn;
-static int port;
-
-static void uring_init(coil_loop_options *o)
-{
-    o->backend = "io_uring";
-    int err = coil_loop_init(&loop, o);
-    if (err < 0)
-        fail_msg("coil_loop_init(io_uring): %s", strerror(-err));
-    assert_string_equal(coil_loop_backend(&loop), "io_uring");
-    harness_listen(&loop, &lsn);
-    port = coil_sock_port(&lsn);
-}
-
 static int setup_default(void **state)
 {
     (void)state;
-    coil_loop_options o;
-    coil_loop_options_default(&o);
-    uring_init(&o);
+    net_open("io_uring", NULL);
     return 0;
 }
 
@@ -48,7 +30,7 @@ static int setup_tiny_ring(void **state)
     coil_loop_options_default(&o);
     o.buf_count = 4;
     o.buf_size = 1024;
-    uring_init(&o);
+    net_open("io_uring", &o);
     return 0;
 }
 
@@ -59,7 +41,7 @@ static int setup_tiny_cq(void **state)
     coil_loop_options o;
     coil_loop_options_default(&o);
     o.ring_entries = 4;
-    uring_init(&o);
+    net_open("io_uring", &o);
     return 0;
 }
 
@@ -69,59 +51,8 @@ static int setup_single_shot(void **state)
     coil_loop_options o;
     coil_loop_options_default(&o);
     o.flags = COIL_LOOP_NO_MULTISHOT;
-    uring_init(&o);
+    net_open("io_uring", &o);
     return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(coil_close(&lsn), 0);
-    harness_loop_exit(&loop);
-    return 0;
-}
-
-static coil_loop_stats stats(void)
-{
-    coil_loop_stats st;
-    coil_loop_stats_get(&loop, &st);
-    return st;
-}
-
-static int connect_to(coil_sock *s)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return coil_tcp_connect(&loop, s, (struct sockaddr *)&a, sizeof(a),
-                            coil_deadline_in(&loop, 5000 * MS));
-}
-
-static int pair(coil_sock *client, coil_sock *server)
-{
-    int err = connect_to(client);
-    if (err < 0)
-        return err;
-    err = coil_accept(&lsn, server, NULL, coil_deadline_in(&loop, 5000 * MS));
-    if (err < 0)
-        coil_close(client);
-    return err;
-}
-
-static unsigned char pattern(size_t i, unsigned seed)
-{
-    return (unsigned char)((i * 131 + seed * 17) ^ (i >> 9) ^ (seed >> 3));
-}
-
-static bool raise_nofile(rlim_t want)
-{
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < want) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    return rl.rlim_cur >= want;
 }
 
 /* The runtime uses multishot receives and buffer rings from 6.0 on. */
@@ -228,7 +159,7 @@ static void test_buffer_ring_exhaustion(void **state)
     int fds = harness_fd_count();
     assert_int_equal(harness_run(&loop, ex_main, NULL), 0);
     assert_int_equal(harness_fd_count(), fds);
-    coil_loop_stats st = stats();
+    coil_loop_stats st = loop_stats();
     for (int i = 0; i < EX_CONNS; i++) {
         if (exc[i].send_res != 0 || exc[i].last != 0 || exc[i].got != EX_LEN || exc[i].bad)
             fail_msg("connection %d: send %d, last receive %zd, %zu of %d bytes, first bad "
@@ -328,7 +259,7 @@ static int ov_main(void *arg)
 static void test_cq_overflow(void **state)
 {
     (void)state;
-    if (!raise_nofile(2 * OV_CONNS + 64))
+    if (!harness_raise_nofile(2 * OV_CONNS + 64))
         skip();
     ovc = calloc(OV_CONNS, sizeof(*ovc));
     /* Everything is sent, and the write side shut, before the loop runs. */
@@ -342,7 +273,7 @@ static void test_cq_overflow(void **state)
     }
     int fds = harness_fd_count();
     int err = harness_run(&loop, ov_main, NULL);
-    coil_loop_stats st = stats();
+    coil_loop_stats st = loop_stats();
     for (int i = 0; i < OV_CONNS; i++)
         close(ov_clients[i]);
     assert_int_equal(err, 0);
@@ -403,18 +334,6 @@ static int ss_park_handler(void *arg)
     return 0;
 }
 
-static ssize_t recv_exact(coil_sock *s, unsigned char *p, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = coil_recv(s, p + got, len - got, coil_deadline_in(&loop, 5000 * MS));
-        if (n <= 0)
-            return n < 0 ? n : (ssize_t)got;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
 static int ss_main(void *arg)
 {
     (void)arg;
@@ -435,7 +354,7 @@ static int ss_main(void *arg)
             for (size_t k = 0; k < len; k++)
                 out[k] = pattern(k, (unsigned)(conn * ROUNDS + r));
             if (coil_send(&bx.c, out, len, coil_deadline_in(&loop, 5000 * MS)) != (ssize_t)len ||
-                recv_exact(&bx.c, in, len) != (ssize_t)len || memcmp(in, out, len) != 0) {
+                recv_all(&bx.c, in, len) != (ssize_t)len || memcmp(in, out, len) != 0) {
                 failures++;
                 break;
             }
@@ -462,7 +381,7 @@ static int ss_main(void *arg)
         if (bx.park_runs != 0)
             failures++; /* woken with nothing to read */
         if (coil_send(&bx.c, "ping", 4, COIL_NO_DEADLINE) != 4 ||
-            recv_exact(&bx.c, in, 4) != 4 || memcmp(in, "ping", 4) != 0 || bx.park_runs != 1)
+            recv_all(&bx.c, in, 4) != 4 || memcmp(in, "ping", 4) != 0 || bx.park_runs != 1)
             failures++;
     }
     coil_close(&bx.c);
@@ -476,7 +395,7 @@ static void test_single_shot_echo(void **state)
     int fds = harness_fd_count();
     assert_int_equal(harness_run(&loop, ss_main, NULL), 0);
     assert_int_equal(harness_fd_count(), fds);
-    coil_loop_stats st = stats();
+    coil_loop_stats st = loop_stats();
     assert_int_equal(st.bufs_in_use, 0);
     assert_int_equal(st.bufs_exhausted, 0);
     assert_int_equal(st.stale_completions, 0);
@@ -573,7 +492,7 @@ static void test_cancels_leave_no_stale_completions(void **state)
                      "%zd",
                      i, x->timeouts, x->wrong, x->first_wrong, x->final);
     }
-    coil_loop_stats st = stats();
+    coil_loop_stats st = loop_stats();
     assert_int_equal(st.stale_completions, 0);
     assert_int_equal(st.bufs_in_use, 0);
     free(stc);
@@ -636,7 +555,7 @@ static int pk_main(void *arg)
 static void test_park_thousand(void **state)
 {
     (void)state;
-    if (!raise_nofile(2 * PK_CONNS + 64))
+    if (!harness_raise_nofile(2 * PK_CONNS + 64))
         skip();
     pkc = calloc(PK_CONNS, sizeof(*pkc));
     memset(pk_by_port, 0xff, sizeof(pk_by_port));
@@ -652,7 +571,7 @@ static void test_park_thousand(void **state)
      * turns more, some sleeping: nothing wakes them. */
     for (int turn = 0; turn < 6; turn++)
         assert_true(coil_loop_run_once(&loop, turn % 2 ? 2 * MS : 0) >= 0);
-    coil_loop_stats st = stats();
+    coil_loop_stats st = loop_stats();
     assert_int_equal(st.socks_parked, PK_CONNS);
     assert_int_equal(st.stacks_in_use, 0);
     assert_int_equal(st.bufs_in_use, 0);
@@ -664,11 +583,12 @@ static void test_park_thousand(void **state)
         assert_int_equal(send(pk_clients[pkc[i].client], &b, 1, 0), 1);
     }
     int64_t until = coil_now(&loop) + 10000 * MS;
-    while (stats().socks_parked || stats().tasks_live) {
+    while (loop_stats().socks_parked || loop_stats().tasks_live) {
         assert_true(coil_loop_run_once(&loop, 10 * MS) >= 0);
         if (coil_now(&loop) > until)
             fail_msg("%llu sockets still parked, %llu tasks live after 10 s",
-                     (unsigned long long)stats().socks_parked, (unsigned long long)stats().tasks_live);
+                     (unsigned long long)loop_stats().socks_parked,
+                     (unsigned long long)loop_stats().tasks_live);
     }
     for (int i = 0; i < PK_CONNS; i++) {
         pk_conn *x = &pkc[i];
@@ -682,7 +602,7 @@ static void test_park_thousand(void **state)
         assert_int_equal(recv(pk_clients[i], &c, 1, 0), 0);
         close(pk_clients[i]);
     }
-    st = stats();
+    st = loop_stats();
     assert_int_equal(st.bufs_in_use, 0);
     assert_int_equal(st.stacks_in_use, 0);
     printf("# %d parked connections woken once each; ring ran dry %llu times\n", PK_CONNS,
@@ -745,7 +665,7 @@ static void test_parked_record_is_small(void **state)
     assert_int_equal(harness_run(&loop, small_record_main, ok), 0);
     assert_int_equal(ok[0], 1); /* a burst moved the queue to the heap */
     assert_int_equal(ok[1], 1); /* parking gave it back */
-    assert_int_equal(stats().bufs_in_use, 0);
+    assert_int_equal(loop_stats().bufs_in_use, 0);
 }
 
 #define QUIET_ROUNDS 400
@@ -781,7 +701,7 @@ static void test_quiet_loop_touches_few_buffers(void **state)
     (void)state;
     unsigned distinct = 0;
     assert_int_equal(harness_run(&loop, quiet_main, &distinct), 0);
-    coil_loop_stats st = stats();
+    coil_loop_stats st = loop_stats();
     assert_true(distinct > 0);
     if (distinct > st.bufs_total / 2)
         fail_msg("%u of %llu buffers used for %d one-byte messages", distinct,
@@ -861,16 +781,17 @@ int main(void)
     if (p)
         return p;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_buffer_ring_exhaustion, setup_tiny_ring, teardown),
-        cmocka_unit_test_setup_teardown(test_cq_overflow, setup_tiny_cq, teardown),
-        cmocka_unit_test_setup_teardown(test_single_shot_echo, setup_single_shot, teardown),
+        cmocka_unit_test_setup_teardown(test_buffer_ring_exhaustion, setup_tiny_ring, net_teardown),
+        cmocka_unit_test_setup_teardown(test_cq_overflow, setup_tiny_cq, net_teardown),
+        cmocka_unit_test_setup_teardown(test_single_shot_echo, setup_single_shot, net_teardown),
         cmocka_unit_test_setup_teardown(test_cancels_leave_no_stale_completions, setup_default,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_park_thousand, setup_default, teardown),
-        cmocka_unit_test_setup_teardown(test_single_shot_for_backpressure, setup_default, teardown),
-        cmocka_unit_test_setup_teardown(test_parked_record_is_small, setup_default, teardown),
+                                        net_teardown),
+        cmocka_unit_test_setup_teardown(test_park_thousand, setup_default, net_teardown),
+        cmocka_unit_test_setup_teardown(test_single_shot_for_backpressure, setup_default,
+                                        net_teardown),
+        cmocka_unit_test_setup_teardown(test_parked_record_is_small, setup_default, net_teardown),
         cmocka_unit_test_setup_teardown(test_quiet_loop_touches_few_buffers, setup_default,
-                                        teardown),
+                                        net_teardown),
     };
     return HARNESS_RUN(tests);
 }
