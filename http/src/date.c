@@ -1,22 +1,69 @@
-/* The Date field value, formatted once per second per thread (per core). */
+/* The Date field value, formatted once per second per thread (per core),
+ * and the status line that goes with it. */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "http_impl.h"
 
 static _Thread_local time_t cached_sec = -1;
 static _Thread_local char cached[32];
+static _Thread_local size_t cached_len;
 
-const char *coil__http_date(void)
+/* "Sun, 06 Nov 1994 08:49:37 GMT", cached per thread and second; its
+ * length in *len. */
+static const char *http_date(size_t *len)
 {
     time_t now = time(NULL);
     if (now != cached_sec) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_len = strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
         cached_sec = now;
     }
+    *len = cached_len;
     return cached;
+}
+
+/* The status line and Date field of the last answer on this thread: the
+ * next mostly repeats both. */
+static _Thread_local struct {
+    int status; /* 0: none yet */
+    time_t sec;
+    size_t len;
+    char text[192];
+} head;
+
+const char *coil__http_status_date(int status, size_t *len)
+{
+    size_t date_len;
+    const char *date = http_date(&date_len);
+    if (status != head.status || cached_sec != head.sec) {
+        const char *reason = coil_http_reason(status); /* short, static */
+        size_t reason_len = strlen(reason);
+        if (reason_len >= 128)
+            reason_len = 0;
+        char *e = head.text;
+        memcpy(e, "HTTP/1.1 ", 9);
+        e += 9;
+        *e++ = (char)('0' + status / 100 % 10);
+        *e++ = (char)('0' + status / 10 % 10);
+        *e++ = (char)('0' + status % 10);
+        *e++ = ' ';
+        memcpy(e, reason, reason_len);
+        e += reason_len;
+        memcpy(e, "\r\nDate: ", 8);
+        e += 8;
+        memcpy(e, date, date_len);
+        e += date_len;
+        memcpy(e, "\r\n", 2);
+        e += 2;
+        head.len = (size_t)(e - head.text);
+        head.status = status;
+        head.sec = cached_sec;
+    }
+    *len = head.len;
+    return head.text;
 }
 
 const char *coil_http_reason(int status)

@@ -5,6 +5,7 @@
  * pipelined responses — leave in one send.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,12 @@ static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt)
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
+    int64_t idle_ns = c->srv->cfg.timeouts.send_idle_ns;
+    if (total && total <= SEND_SLICE && iovcnt <= 4) {
+        /* One slice, the usual answer: sent as it is. */
+        ssize_t r = coil_sendv(&c->sock, iov, iovcnt, coil_deadline_in(c->srv->loop, idle_ns));
+        return r < 0 ? r : (ssize_t)total;
+    }
     for (size_t sent = 0; sent < total;) {
         while (iovcnt > 0 && iov->iov_len == 0) {
             iov++;
@@ -39,8 +46,7 @@ static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt)
             slice[n] = (struct iovec){ iov[n].iov_base, take };
             len += take;
         }
-        ssize_t r = coil_sendv(&c->sock, slice, n,
-                               coil_deadline_in(c->srv->loop, c->srv->cfg.timeouts.send_idle_ns));
+        ssize_t r = coil_sendv(&c->sock, slice, n, coil_deadline_in(c->srv->loop, idle_ns));
         if (r < 0)
             return r;
         sent += len;
@@ -67,9 +73,15 @@ static ssize_t send_bytes(coil__http_conn *c, const void *p, size_t len)
 void coil__http_exchange_init(coil__http_exchange *x, coil__http_conn *c, coil__http_parser *p,
                               char *out)
 {
-    *x = (coil__http_exchange){ .conn = c, .parser = p, .out = out, .resp_len = -1 };
+    memset(x, 0, offsetof(coil__http_exchange, req));
+    x->conn = c;
+    x->parser = p;
+    x->out = out;
+    x->resp_len = -1;
+    x->log_note[0] = '\0';
     const coil__http_head *h = &p->head;
     coil_http_request *r = &x->req;
+    int64_t now = coil_now(c->srv->loop);
     *r = (coil_http_request){
         .method = h->method,
         .method_len = h->method_len,
@@ -92,7 +104,7 @@ void coil__http_exchange_init(coil__http_exchange *x, coil__http_conn *c, coil__
         .peer = &c->peer,
         .loop = c->srv->loop,
         .core = c->srv->cfg.core,
-        .start_ns = coil_now(c->srv->loop),
+        .start_ns = now,
         .x = x,
     };
     x->body_state = h->has_body ? BODY_READING : BODY_DONE;
@@ -101,8 +113,14 @@ void coil__http_exchange_init(coil__http_exchange *x, coil__http_conn *c, coil__
 
 bool coil_http_method_is(const coil_http_request *req, const char *m)
 {
-    size_t n = strlen(m);
-    return req->method_len == n && memcmp(req->method, m, n) == 0;
+    /* Byte by byte, without a strlen(m) first: the method is a token (no
+     * NUL), so a shorter m differs at its NUL, and a longer one is caught
+     * by the last test. */
+    uint32_t n = req->method_len;
+    for (uint32_t i = 0; i < n; i++)
+        if (req->method[i] != m[i])
+            return false;
+    return m[n] == '\0';
 }
 
 const coil_http_field *coil_http_field_find(const coil_http_request *req, const char *name)
@@ -159,20 +177,28 @@ static bool is_bodyless_status(int status)
     return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-bool coil__http_field_is(const coil_http_field *f, const char *name)
-{
-    size_t n = strlen(name);
-    return f->name_len == n && strncasecmp(f->name, name, n) == 0;
-}
-
-/* Appends "name: value\r\n"; a value with CR or LF would split the
- * response, so it is refused. */
+/* Appends "name: value\r\n"; CR or LF would split the response, and ':'
+ * in the name move where its value starts, so those are refused. */
 int coil__http_out_field(coil__http_exchange *x, const coil_http_field *f)
 {
-    if (memchr(f->value, '\r', f->value_len) || memchr(f->value, '\n', f->value_len) ||
-        memchr(f->name, ':', f->name_len) || memchr(f->name, '\r', f->name_len) ||
-        memchr(f->name, '\n', f->name_len))
+    if (coil__http_run(f->name, f->name_len, COIL__HTTP_ENDS_NAME) != f->name_len ||
+        coil__http_run(f->value, f->value_len, COIL__HTTP_ENDS_LINE) != f->value_len)
         return -EINVAL;
+    size_t len = (size_t)f->name_len + f->value_len + 4;
+    if (x->out_len + len <= COIL__HTTP_OUT_CAP) {
+        /* The common case: the line fits, in one piece. */
+        char *e = x->out + x->out_len;
+        memcpy(e, f->name, f->name_len);
+        e += f->name_len;
+        *e++ = ':';
+        *e++ = ' ';
+        memcpy(e, f->value, f->value_len);
+        e += f->value_len;
+        *e++ = '\r';
+        *e++ = '\n';
+        x->out_len += len;
+        return 0;
+    }
     int err = coil__http_out_append(x, f->name, f->name_len);
     if (!err)
         err = coil__http_out_append(x, ": ", 2);
@@ -185,12 +211,14 @@ int coil__http_out_field(coil__http_exchange *x, const coil_http_field *f)
 
 /* The head is built by hand: snprintf cost more than the rest of an
  * answer's head together (four calls per proxied request). */
-static char *put_str(char *p, const char *s)
+static char *put_mem(char *p, const char *s, size_t n)
 {
-    size_t n = strlen(s);
     memcpy(p, s, n);
     return p + n;
 }
+
+/* A string literal: its length is known when compiled. */
+#define PUT_LIT(p, lit) put_mem((p), (lit), sizeof(lit) - 1)
 
 static char *put_u64(char *p, uint64_t v)
 {
@@ -209,16 +237,9 @@ static int write_head(coil__http_exchange *x, int status, const coil_http_field 
                       unsigned nfields)
 {
     coil__http_conn *c = x->conn;
-    char line[256];
-    const char *reason = coil_http_reason(status); /* short, static */
-    char *e = put_str(line, "HTTP/1.1 ");
-    e = put_u64(e, (uint64_t)status);
-    *e++ = ' ';
-    e = put_str(e, strlen(reason) < 128 ? reason : "");
-    e = put_str(e, "\r\nDate: ");
-    e = put_str(e, coil__http_date());
-    e = put_str(e, "\r\n");
-    int err = coil__http_out_append(x, line, (size_t)(e - line));
+    size_t len;
+    const char *status_line = coil__http_status_date(status, &len); /* begin() took 100..999 */
+    int err = coil__http_out_append(x, status_line, len);
     for (unsigned i = 0; i < nfields && !err; i++) {
         const coil_http_field *f = &fields[i];
         /* Framing belongs to the server: a handler's own would contradict
@@ -230,14 +251,15 @@ static int write_head(coil__http_exchange *x, int status, const coil_http_field 
     }
     if (err)
         return err;
-    e = line;
+    char line[128];
+    char *e = line;
     if (!is_bodyless_status(status)) {
         if (x->chunked) {
-            e = put_str(e, "Transfer-Encoding: chunked\r\n");
+            e = PUT_LIT(e, "Transfer-Encoding: chunked\r\n");
         } else if (x->resp_len >= 0) {
-            e = put_str(e, "Content-Length: ");
+            e = PUT_LIT(e, "Content-Length: ");
             e = put_u64(e, (uint64_t)x->resp_len);
-            e = put_str(e, "\r\n");
+            e = PUT_LIT(e, "\r\n");
         }
     }
     /* A client that asked for 100-continue and gets a final answer first
@@ -249,9 +271,11 @@ static int write_head(coil__http_exchange *x, int status, const coil_http_field 
                 !body_withheld;
     if (!keep)
         c->close_after = true;
-    e = put_str(e, keep ? (x->req.version_minor == 0 ? "Connection: keep-alive\r\n" : "")
-                        : "Connection: close\r\n");
-    e = put_str(e, "\r\n");
+    if (!keep)
+        e = PUT_LIT(e, "Connection: close\r\n");
+    else if (x->req.version_minor == 0)
+        e = PUT_LIT(e, "Connection: keep-alive\r\n");
+    e = PUT_LIT(e, "\r\n");
     return coil__http_out_append(x, line, (size_t)(e - line));
 }
 

@@ -98,16 +98,19 @@ static bool is_hex(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-static bool is_sub_delim(unsigned char c)
-{
-    return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
-}
+/* The bytes of an authority (RFC 3986 2.2, 2.3, 3.2.2), besides the
+ * pct-encoding and the port: unreserved and sub-delims make a reg-name; an
+ * IP-literal takes ':' as well. One table look-up per byte: a Host field is
+ * checked in every request. */
+enum { REG_NAME = 1, IP_LITERAL = 2 };
+#define AUTH_BOTH (REG_NAME | IP_LITERAL)
+static const unsigned char authority_byte[256] = {
+    ['0' ... '9'] = AUTH_BOTH, ['a' ... 'z'] = AUTH_BOTH, ['A' ... 'Z'] = AUTH_BOTH,
+    ['-'] = AUTH_BOTH,  ['.'] = AUTH_BOTH,  ['_'] = AUTH_BOTH, ['~'] = AUTH_BOTH,
+    ['!'] = AUTH_BOTH,  ['$'] = AUTH_BOTH,  ['&'] = AUTH_BOTH, ['\''] = AUTH_BOTH,
+    ['('] = AUTH_BOTH,  [')'] = AUTH_BOTH,  ['*'] = AUTH_BOTH, ['+'] = AUTH_BOTH,
+    [','] = AUTH_BOTH,  [';'] = AUTH_BOTH,  ['='] = AUTH_BOTH, [':'] = IP_LITERAL,
+};
 
 bool coil__http_valid_authority(const char *s, size_t n, bool allow_empty, bool need_port)
 {
@@ -119,8 +122,7 @@ bool coil__http_valid_authority(const char *s, size_t n, bool allow_empty, bool 
          * is left to whoever connects to it, only the alphabet is checked. */
         i = 1;
         while (i < n && s[i] != ']') {
-            unsigned char c = (unsigned char)s[i];
-            if (!is_unreserved(c) && !is_sub_delim(c) && c != ':')
+            if (!(authority_byte[(unsigned char)s[i]] & IP_LITERAL))
                 return false;
             i++;
         }
@@ -128,17 +130,18 @@ bool coil__http_valid_authority(const char *s, size_t n, bool allow_empty, bool 
             return false;
         i++; /* ']' */
     } else {
-        while (i < n && s[i] != ':') {
+        while (i < n) {
             unsigned char c = (unsigned char)s[i];
-            if (c == '%') {
-                if (i + 2 >= n || !is_hex((unsigned char)s[i + 1]) || !is_hex((unsigned char)s[i + 2]))
-                    return false;
-                i += 3;
+            if (authority_byte[c] & REG_NAME) {
+                i++;
                 continue;
             }
-            if (!is_unreserved(c) && !is_sub_delim(c))
+            if (c == ':')
+                break;
+            if (c != '%' || i + 2 >= n || !is_hex((unsigned char)s[i + 1]) ||
+                !is_hex((unsigned char)s[i + 2]))
                 return false;
-            i++;
+            i += 3;
         }
         if (i == 0)
             return false; /* ":80" names no host */
@@ -172,13 +175,14 @@ bool coil__http_valid_reason(const char *s, size_t n)
     return true;
 }
 
-bool coil__http_value_safe(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return false;
-    return true;
-}
+const unsigned char coil__http_run_end[256] = {
+    ['\0'] = COIL__HTTP_ENDS_VALUE | COIL__HTTP_ENDS_TOKEN,
+    ['\n'] = COIL__HTTP_ENDS_VALUE | COIL__HTTP_ENDS_TOKEN | COIL__HTTP_ENDS_LINE | COIL__HTTP_ENDS_NAME,
+    ['\r'] = COIL__HTTP_ENDS_VALUE | COIL__HTTP_ENDS_TOKEN | COIL__HTTP_ENDS_LINE | COIL__HTTP_ENDS_NAME,
+    ['\t'] = COIL__HTTP_ENDS_TOKEN,
+    [' '] = COIL__HTTP_ENDS_TOKEN,
+    [':'] = COIL__HTTP_ENDS_TOKEN | COIL__HTTP_ENDS_NAME,
+};
 
 const coil__http_field *coil__http_field_get(const coil__http_head *h, const char *name)
 {

@@ -6,6 +6,7 @@
 #define COIL_HTTP_IMPL_H
 
 #include "coil/http.h"
+#include "fields.h"
 #include "parser.h"
 
 _Static_assert(sizeof(coil_http_field) == sizeof(coil__http_field),
@@ -45,7 +46,6 @@ enum { RESP_NONE, RESP_BEGUN, RESP_ENDED, RESP_FAILED };
 typedef struct coil__http_exchange {
     coil__http_conn *conn;
     coil__http_parser *parser;
-    coil_http_request req;
     /* body */
     int body_state;
     int body_error;
@@ -66,6 +66,10 @@ typedef struct coil__http_exchange {
     size_t out_len;
     size_t out_prev;           /* bytes of out that answer earlier pipelined requests */
     uint64_t bytes_out;
+    /* Everything above starts cleared; what follows is set field by field
+     * (coil__http_exchange_init): clearing it all cost more than the rest
+     * of an exchange's set-up. */
+    coil_http_request req;
     char log_note[192];        /* coil_http_log_note(), for the access log */
 } coil__http_exchange;
 
@@ -79,8 +83,9 @@ int coil__http_flush(coil__http_exchange *x);
 int coil__http_out_append(coil__http_exchange *x, const void *p, size_t len);
 /* Queues "name: value\r\n". Returns 0 or a negative errno. */
 int coil__http_out_field(coil__http_exchange *x, const coil_http_field *f);
-/* True if the field is name (case-insensitive). */
-bool coil__http_field_is(const coil_http_field *f, const char *name);
+/* True if the field is called lit, a lower-case string literal (the case
+ * of the field's name does not matter). */
+#define coil__http_field_is(f, lit) COIL__HTTP_IS((f)->name, (f)->name_len, lit)
 /* Answers with a short plain-text error and marks the connection to close. */
 int coil__http_respond_error(coil__http_exchange *x, int status, const char *why);
 /* Reads and drops the rest of the request body (up to its limit). Returns 0
@@ -97,8 +102,10 @@ int coil__http_exchange_finish(coil__http_exchange *x, int handler_result);
  * pick the status to answer with. */
 bool coil__http_splice_source_failed(coil_sock *from, ssize_t err);
 
-/* date.c: "Sun, 06 Nov 1994 08:49:37 GMT", cached per thread and second */
-const char *coil__http_date(void);
+/* date.c: "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n" for a
+ * three-digit status, cached per thread for the last status and second;
+ * its length in *len. Valid until the thread's next call. */
+const char *coil__http_status_date(int status, size_t *len);
 
 /* Drops the first n bytes of a received view (they were parsed); the
  * buffer goes back to its pool once nothing of it is left. */

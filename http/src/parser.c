@@ -150,18 +150,120 @@ static bool end_line(coil__http_parser *p, scan_state *sc)
     return true;
 }
 
-/* Bytes that end a run the scanner can take whole: in a field value CR,
- * LF and NUL; in a field name or the request line also SP, HTAB and ':'. */
-static const bool ends_value[256] = { ['\0'] = 1, ['\n'] = 1, ['\r'] = 1 };
-static const bool ends_token[256] = { ['\0'] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1,
-                                      [' '] = 1,  [':'] = 1 };
-
-static size_t run_until(const bool *ends, const char *s, size_t i, size_t n)
+/* Where a line that begins at s[0] ends, when plainly: CR at s[len], LF
+ * right after it, both within s[0..n). */
+static bool crlf_at(const char *s, size_t n, size_t len)
 {
-    size_t j = i;
-    while (j < n && !ends[(unsigned char)s[j]])
-        j++;
-    return j - i;
+    return len + 2 <= n && s[len] == '\r' && s[len + 1] == '\n';
+}
+
+/* The request line at the start of s[0..n): true if it is complete and the
+ * byte-wise walk below would take it without a word; *len is then its
+ * length without the CRLF, and *prev_sp what the walk would leave. */
+static bool plain_request_line(const char *s, size_t n, size_t *len, bool *prev_sp)
+{
+    unsigned spaces = 0;
+    bool sp = false;
+    size_t i = 0;
+    for (;;) {
+        size_t run = coil__http_token_run(s + i, n - i);
+        if (run)
+            sp = false;
+        i += run;
+        if (i == n)
+            return false; /* not complete here */
+        if (s[i] == ':') {
+            sp = false;
+        } else if (s[i] == ' ' && !sp && i != 0) {
+            spaces++;
+            sp = true;
+        } else {
+            break; /* the CR, or something for the walk to name */
+        }
+        i++;
+    }
+    *len = i;
+    *prev_sp = sp;
+    return spaces == 2 && crlf_at(s, n, i);
+}
+
+/* The same for a status line: HTTP-version SP 3DIGIT, then SP and the
+ * reason if any, as start_line_byte() wants. */
+static bool plain_status_line(const char *s, size_t n, size_t *len)
+{
+    size_t l = *len = coil__http_value_run(s, n);
+    return l >= 12 && s[8] == ' ' && s[9] >= '0' && s[9] <= '9' && s[10] >= '0' &&
+           s[10] <= '9' && s[11] >= '0' && s[11] <= '9' && (l == 12 || s[12] == ' ') &&
+           crlf_at(s, n, l);
+}
+
+/* A line scanned whole from its first byte, the common case: the byte-wise
+ * walk below costs several times more per byte. Takes s[0..n) up to and
+ * including the line's LF, and returns how many bytes that is, leaving sc
+ * as the walk would. Returns 0 when the line is not complete in s, or is
+ * anything but plainly valid (an empty line before the request line,
+ * whitespace or a missing colon, a limit reached): the walk then takes it
+ * and names what is wrong. */
+static inline size_t scan_whole_line(const coil__http_parser *p, scan_state *sc, const char *s,
+                                     size_t n)
+{
+    size_t len; /* without the CRLF */
+    if (sc->start_line) {
+        bool prev_sp = sc->prev_sp;
+        if (p->is_request ? !plain_request_line(s, n, &len, &prev_sp)
+                          : !plain_status_line(s, n, &len))
+            return 0;
+        if (len > p->limits.max_request_line)
+            return 0;
+        if (p->is_request) {
+            sc->spaces = 2;
+            sc->prev_sp = prev_sp;
+        }
+        sc->start_line = false;
+    } else {
+        /* name ':' value, the name a non-empty run without whitespace. */
+        size_t name = coil__http_token_run(s, n);
+        if (name == 0) {
+            if (!crlf_at(s, n, 0) || 2 > p->limits.max_header_bytes - sc->head_bytes)
+                return 0;
+            sc->head_bytes += 2;
+            sc->done = true; /* the empty line that ends the section */
+            return 2;
+        }
+        if (name == n || s[name] != ':')
+            return 0;
+        len = name + 1 + coil__http_value_run(s + name + 1, n - name - 1);
+        if (!crlf_at(s, n, len) || len + 2 > p->limits.max_header_bytes - sc->head_bytes ||
+            sc->lines >= p->limits.max_headers)
+            return 0;
+        sc->head_bytes += (uint32_t)len + 2;
+        sc->lines++;
+    }
+    sc->line_start = true;
+    sc->in_name = true;
+    sc->line_len = 0;
+    return len + 2;
+}
+
+/* Where scan_whole_line() may be tried. */
+static bool at_line_start(const scan_state *sc)
+{
+    return !sc->cr && (sc->start_line ? sc->line_len == 0 : sc->line_start);
+}
+
+/* As many whole lines from s[0] as scan_whole_line() takes, up to the end
+ * of the section: returns the bytes taken. One call for them all, so that
+ * what the word-wise runs need is set up once per head. */
+static size_t scan_whole_lines(const coil__http_parser *p, scan_state *sc, const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && !sc->done && at_line_start(sc)) {
+        size_t took = scan_whole_line(p, sc, s + i, n - i);
+        if (!took)
+            break;
+        i += took;
+    }
+    return i;
 }
 
 static bool scan_bytes(coil__http_parser *p, scan_state *sc, const char *s, size_t n,
@@ -169,17 +271,25 @@ static bool scan_bytes(coil__http_parser *p, scan_state *sc, const char *s, size
 {
     size_t i = 0;
     while (i < n && !sc->done) {
+        if (at_line_start(sc)) {
+            size_t took = scan_whole_lines(p, sc, s + i, n - i);
+            if (took) {
+                i += took;
+                continue;
+            }
+        }
         /* Runs of ordinary bytes inside a line: only their count matters,
          * and the byte after them takes the full path below. */
         if (!sc->cr && !sc->line_start) {
             size_t run = 0;
             if (!sc->start_line) {
-                run = run_until(sc->in_name ? ends_token : ends_value, s, i, n);
+                run = sc->in_name ? coil__http_token_run(s + i, n - i)
+                                  : coil__http_value_run(s + i, n - i);
                 if (run > p->limits.max_header_bytes - sc->head_bytes)
                     return scan_fail(p, 431, "header section too large");
                 sc->head_bytes += (uint32_t)run;
             } else if (p->is_request) {
-                run = run_until(ends_token, s, i, n);
+                run = coil__http_token_run(s + i, n - i);
                 if (run > p->limits.max_request_line - sc->line_len)
                     return scan_fail(p, 414, "request line too long");
                 if (run)
@@ -247,9 +357,19 @@ static bool scan_bytes(coil__http_parser *p, scan_state *sc, const char *s, size
  * first violation. */
 static bool scan(coil__http_parser *p, const char *s, size_t n, size_t *scanned)
 {
+    /* Whole lines, the usual case, are taken on the parser's own state:
+     * the copy the walk needs would cost more than they do. */
+    size_t i = scan_whole_lines(p, &p->m.sc, s, n);
+    if (i == n || p->m.sc.done) {
+        *scanned = i;
+        return true;
+    }
     scan_state sc = p->m.sc;
-    bool ok = scan_bytes(p, &sc, s, n, scanned);
+    size_t rest;
+    bool ok = scan_bytes(p, &sc, s + i, n - i, &rest);
     p->m.sc = sc;
+    if (ok)
+        *scanned = i + rest;
     return ok;
 }
 
@@ -281,7 +401,7 @@ static int field_transfer_encoding(coil__http_parser *p, const char *v, size_t n
         if (!coil__http_is_token(name, name_len))
             return fail(p, 400, "invalid Transfer-Encoding");
         p->m.te_elems++;
-        if (coil__http_ieq(name, name_len, "chunked")) {
+        if (COIL__HTTP_IS(name, name_len, "chunked")) {
             if (semi)
                 return fail(p, 400, "parameters on chunked");
             p->m.te_chunked++;
@@ -299,10 +419,18 @@ static int field_content_length(coil__http_parser *p, const char *v, size_t n)
     const char *cur = v, *elem;
     size_t len;
     bool any = false;
+    int64_t cl;
+    /* The usual value, digits only, is a list of one: no walk needed. */
+    if (coil__http_parse_length(v, n, &cl) == 0) {
+        if (p->m.cl_count && cl != p->m.cl_value)
+            return fail(p, 400, "conflicting Content-Length");
+        p->m.cl_value = cl;
+        p->m.cl_count++;
+        return 0;
+    }
     /* RFC 9110 8.6: a list of identical values may be taken as one value;
      * anything else is unrecoverable framing. */
     while (coil__http_list_next(&cur, v + n, &elem, &len)) {
-        int64_t cl;
         if (coil__http_parse_length(elem, len, &cl) < 0)
             return fail(p, 400, "invalid Content-Length");
         if ((p->m.cl_count || any) && cl != p->m.cl_value)
@@ -321,11 +449,11 @@ static void field_connection(coil__http_parser *p, const char *v, size_t n)
     const char *cur = v, *elem;
     size_t len;
     while (coil__http_list_next(&cur, v + n, &elem, &len)) {
-        if (coil__http_ieq(elem, len, "close"))
+        if (COIL__HTTP_IS(elem, len, "close"))
             p->m.conn_close = true;
-        else if (coil__http_ieq(elem, len, "keep-alive"))
+        else if (COIL__HTTP_IS(elem, len, "keep-alive"))
             p->m.conn_keep_alive = true;
-        else if (coil__http_ieq(elem, len, "upgrade"))
+        else if (COIL__HTTP_IS(elem, len, "upgrade"))
             p->m.conn_upgrade = true;
     }
 }
@@ -335,20 +463,21 @@ static int field_meaning(coil__http_parser *p, const coil__http_field *f)
 {
     const char *n = f->name, *v = f->value;
     size_t nl = f->name_len, vl = f->value_len;
-    /* The length picks the one name worth comparing: most fields mean
-     * nothing here, and every head has several. */
-    if (nl == 14 && coil__http_ieq(n, nl, "content-length"))
+    /* The length picks the one name worth comparing (COIL__HTTP_IS looks
+     * at it first): most fields mean nothing here, and every head has
+     * several. */
+    if (COIL__HTTP_IS(n, nl, "content-length"))
         return field_content_length(p, v, vl);
-    if (nl == 17 && coil__http_ieq(n, nl, "transfer-encoding"))
+    if (COIL__HTTP_IS(n, nl, "transfer-encoding"))
         return field_transfer_encoding(p, v, vl);
-    if (nl == 10 && coil__http_ieq(n, nl, "connection")) {
+    if (COIL__HTTP_IS(n, nl, "connection")) {
         field_connection(p, v, vl);
-    } else if (nl == 7 && coil__http_ieq(n, nl, "upgrade")) {
+    } else if (COIL__HTTP_IS(n, nl, "upgrade")) {
         p->m.upgrade_field = true;
-    } else if (nl == 6 && coil__http_ieq(n, nl, "expect")) {
-        if (coil__http_ieq(v, vl, "100-continue"))
+    } else if (COIL__HTTP_IS(n, nl, "expect")) {
+        if (COIL__HTTP_IS(v, vl, "100-continue"))
             p->m.expect_100 = true;
-    } else if (nl == 4 && p->is_request && coil__http_ieq(n, nl, "host")) {
+    } else if (p->is_request && COIL__HTTP_IS(n, nl, "host")) {
         /* RFC 9112 3.2: exactly one Host, with a valid value. */
         if (++p->m.host_count > 1)
             return fail(p, 400, "more than one Host");
@@ -430,7 +559,7 @@ static int check_target(coil__http_parser *p)
         i++;
     if (i == 0 || n - i < 3 || memcmp(t + i, "://", 3) != 0)
         return fail(p, 400, "malformed request-target");
-    if (!coil__http_ieq(t, i, "http") && !coil__http_ieq(t, i, "https"))
+    if (!COIL__HTTP_IS(t, i, "http") && !COIL__HTTP_IS(t, i, "https"))
         return fail(p, 400, "unsupported URI scheme");
     const char *auth = t + i + 3, *end = t + n, *a = auth;
     while (a < end && *a != '/' && *a != '?')
@@ -593,9 +722,11 @@ static int on_status(llhttp_t *ll, const char *at, size_t len)
 static int on_version(llhttp_t *ll, const char *at, size_t len)
 {
     coil__http_parser *p = P(ll);
-    for (size_t i = 0; i < len; i++, p->m.version_len++)
-        if (p->m.version_len < sizeof(p->m.version))
-            p->m.version[p->m.version_len] = at[i];
+    uint32_t n = p->m.version_len; /* a local: the stores below may alias it */
+    for (size_t i = 0; i < len; i++, n++)
+        if (n < sizeof(p->m.version))
+            p->m.version[n] = at[i];
+    p->m.version_len = n;
     return 0;
 }
 
@@ -894,9 +1025,9 @@ coil__http_event coil__http_parser_finish(coil__http_parser *p)
     return COIL__HTTP_ERROR;
 }
 
-void coil__http_parser_reset(coil__http_parser *p)
+/* Everything kept per message, except llhttp's own state. */
+static void reset_message(coil__http_parser *p)
 {
-    llhttp_reset(&p->ll);
     p->head = (coil__http_head){ .method_id = -1, .content_length = -1, .fields = p->field_mem };
     p->chunk = NULL;
     p->chunk_len = 0;
@@ -909,10 +1040,19 @@ void coil__http_parser_reset(coil__http_parser *p)
     scan_start(p, true);
 }
 
+void coil__http_parser_reset(coil__http_parser *p)
+{
+    llhttp_reset(&p->ll);
+    reset_message(p);
+}
+
 void coil__http_parser_init(coil__http_parser *p, bool is_request, const coil__http_limits *limits,
                             char *arena, size_t arena_size)
 {
-    memset(p, 0, sizeof(*p));
+    /* Every field is set here, by llhttp_init() or by reset_message(),
+     * rather than the whole parser cleared first: the server initialises
+     * one for each request of a keep-alive connection (the connection's
+     * task starts afresh after every park). */
     p->is_request = is_request;
     p->limits = *limits;
     p->arena = arena;
@@ -935,7 +1075,7 @@ void coil__http_parser_init(coil__http_parser *p, bool is_request, const coil__h
     p->strings_cap = (size_t)(fstart - (uintptr_t)arena);
 
     llhttp_init(&p->ll, is_request ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
-    coil__http_parser_reset(p);
+    reset_message(p);
 }
 
 void coil__http_parser_set_request_method(coil__http_parser *p, int method_id)
