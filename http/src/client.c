@@ -195,6 +195,14 @@ ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t d
     }
 }
 
+bool coil_http_client_body_ahead(const coil_http_client *c)
+{
+    if (c->body_done || c->broken || !c->head_done)
+        return false;
+    return coil__http_parser_body_ahead(&c->parser, c->rx.data, c->rx.len,
+                                        coil_sock_rx_more(&c->sock));
+}
+
 ssize_t coil_http_client_body_splice(coil_http_client *c, coil_sock *to, int64_t idle_ns)
 {
     if (c->body_done)

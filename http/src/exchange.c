@@ -14,8 +14,12 @@
 
 #include "http_impl.h"
 
-/* Bytes handed to one coil_sendv() by send_all(). */
+/* Bytes handed to one coil_sendv() by send_all(), give or take SEND_SLACK:
+ * a rest that small rides with the slice before it, so that a buffer's
+ * worth of body with its chunk framing leaves in one send, not a full
+ * slice and a few bytes of framing in a packet of their own. */
 #define SEND_SLICE (16 * 1024)
+#define SEND_SLACK 64
 
 /* Sends all of iov[0..iovcnt) to the client, failing with -ETIMEDOUT only
  * when the client takes nothing for send_idle_ns. coil_sendv()'s deadline
@@ -41,8 +45,9 @@ static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt)
         struct iovec slice[4];
         int n = 0;
         size_t len = 0;
-        for (; n < iovcnt && n < 4 && len < SEND_SLICE; n++) {
-            size_t take = iov[n].iov_len < SEND_SLICE - len ? iov[n].iov_len : SEND_SLICE - len;
+        size_t cap = total - sent <= SEND_SLICE + SEND_SLACK ? total - sent : SEND_SLICE;
+        for (; n < iovcnt && n < 4 && len < cap; n++) {
+            size_t take = iov[n].iov_len < cap - len ? iov[n].iov_len : cap - len;
             slice[n] = (struct iovec){ iov[n].iov_base, take };
             len += take;
         }
@@ -374,6 +379,15 @@ static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, 
     return (ssize_t)len;
 }
 
+ssize_t coil_http_response_write_buf_more(coil_http_request *req, coil_buf *buf, bool more)
+{
+    coil_sock *s = &req->x->conn->sock;
+    coil_sock_tx_more(s, more);
+    ssize_t n = write_body(req->x, buf->data, buf->len, buf);
+    coil_sock_tx_more(s, false);
+    return n;
+}
+
 ssize_t coil_http_response_write(coil_http_request *req, const void *data, size_t len)
 {
     return write_body(req->x, data, len, &(coil_buf){ 0 });
@@ -580,6 +594,16 @@ ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out)
             return body_fail(x, (int)n);
         }
     }
+}
+
+bool coil_http_body_ahead(const coil_http_request *req)
+{
+    const coil__http_exchange *x = req->x;
+    if (x->body_state == BODY_DONE || x->body_state == BODY_FAILED)
+        return false;
+    const coil__http_conn *c = x->conn;
+    return coil__http_parser_body_ahead(x->parser, c->rx.data, c->rx.len,
+                                        coil_sock_rx_more(&c->sock));
 }
 
 bool coil__http_splice_source_failed(coil_sock *from, ssize_t err)

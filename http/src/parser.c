@@ -1025,6 +1025,33 @@ coil__http_event coil__http_parser_finish(coil__http_parser *p)
     return COIL__HTTP_ERROR;
 }
 
+bool coil__http_parser_body_ahead(const coil__http_parser *p, const char *data, size_t len,
+                                  bool sock_more)
+{
+    if (p->m.state != ST_BODY)
+        return false;
+    /* llhttp counts down what the body (or the current chunk) still owes. */
+    uint64_t owed = p->ll.content_length;
+    if (!p->head.chunked) {
+        if (!p->m.until_close && owed == 0)
+            return false; /* a sized body that is complete */
+        return len > 0 || sock_more;
+    }
+    if (owed > 0)
+        return len > 0 || sock_more; /* inside a chunk's data */
+    /* At a chunk's end: its CRLF, the next size line and a first data byte
+     * must all be here already. */
+    if (len < 2 || data[0] != '\r' || data[1] != '\n')
+        return false;
+    const char *nl = memchr(data + 2, '\n', len - 2);
+    if (!nl || (size_t)(nl - data) + 1 >= len)
+        return false;
+    for (const char *q = data + 2; q < nl && *q != ';' && *q != '\r'; q++)
+        if (*q != '0')
+            return true; /* a size other than 0: not the last chunk */
+    return false;
+}
+
 /* Everything kept per message, except llhttp's own state. */
 static void reset_message(coil__http_parser *p)
 {

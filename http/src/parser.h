@@ -161,6 +161,14 @@ coil__http_event coil__http_parser_feed(coil__http_parser *p, const char *data, 
  * not begun: a close between messages needs no call). */
 coil__http_event coil__http_parser_finish(coil__http_parser *p);
 
+/* Right after a BODY event, with data[0..len) the bytes after it not fed
+ * yet: whether more body bytes can be had without waiting for the peer,
+ * from data or (sock_more: the socket is known to hold bytes) the next
+ * receive. Conservative: framing alone (a chunk's CRLF, a size line without
+ * data after it, the last chunk) does not count. */
+bool coil__http_parser_body_ahead(const coil__http_parser *p, const char *data, size_t len,
+                                  bool sock_more);
+
 /* Readies p for the next message on the same connection. */
 void coil__http_parser_reset(coil__http_parser *p);
 

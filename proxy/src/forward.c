@@ -268,7 +268,10 @@ static int response_body(fwd *f, const coil_http_response_head *rh, int64_t len)
         if (n < 0)
             goto upstream_died;
         core->metrics.bytes_out += (uint64_t)n;
-        if (coil_http_response_write_buf(f->req, &b) < 0)
+        /* With the next piece in hand, the kernel may hold a partial
+         * segment for it: the body leaves in full segments. */
+        bool more = coil_http_client_body_ahead(f->up);
+        if (coil_http_response_write_buf_more(f->req, &b, more) < 0)
             return -EPIPE;
     }
 upstream_died:

@@ -12,16 +12,24 @@
 
 #include "forward.h"
 
-/* One body chunk up, re-framed when chunked. */
-static ssize_t send_up(coil_sock *s, coil_buf *b, bool chunked, int64_t deadline)
+/* One body chunk up, re-framed when chunked. With more, the next chunk is
+ * in hand already (coil_http_body_ahead): the kernel may hold a partial
+ * segment for it (coil_sock_tx_more), so the body goes up in full segments
+ * rather than one per receive buffer. */
+static ssize_t send_up(coil_sock *s, coil_buf *b, bool chunked, bool more, int64_t deadline)
 {
-    if (!chunked)
-        return coil_send_buf(s, b, deadline);
-    char size[24];
-    int n = snprintf(size, sizeof(size), "%zx\r\n", b->len);
-    struct iovec iov[3] = { { size, (size_t)n }, { b->data, b->len }, { "\r\n", 2 } };
-    ssize_t r = coil_sendv(s, iov, 3, deadline);
-    coil_buf_release(b);
+    coil_sock_tx_more(s, more);
+    ssize_t r;
+    if (!chunked) {
+        r = coil_send_buf(s, b, deadline);
+    } else {
+        char size[24];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", b->len);
+        struct iovec iov[3] = { { size, (size_t)n }, { b->data, b->len }, { "\r\n", 2 } };
+        r = coil_sendv(s, iov, 3, deadline);
+        coil_buf_release(b);
+    }
+    coil_sock_tx_more(s, false);
     return r;
 }
 
@@ -38,7 +46,8 @@ static void move_body(px_upload *u)
     coil_loop *loop = u->core->loop;
     if (u->first.len) {
         size_t n = u->first.len;
-        if (send_up(u->to, &u->first, u->chunked, coil_deadline_in(loop, u->idle_ns)) < 0) {
+        bool more = coil_http_body_ahead(u->req);
+        if (send_up(u->to, &u->first, u->chunked, more, coil_deadline_in(loop, u->idle_ns)) < 0) {
             u->upstream_failed = true;
             return;
         }
@@ -70,7 +79,8 @@ static void move_body(px_upload *u)
             return;
         }
         u->bytes += (uint64_t)n;
-        if (send_up(u->to, &b, u->chunked, coil_deadline_in(loop, u->idle_ns)) < 0) {
+        bool more = coil_http_body_ahead(u->req);
+        if (send_up(u->to, &b, u->chunked, more, coil_deadline_in(loop, u->idle_ns)) < 0) {
             u->upstream_failed = true;
             return;
         }

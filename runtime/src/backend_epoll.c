@@ -243,7 +243,8 @@ static int ep_rx_stop(coil_sock *s)
 static ssize_t ep_sendmsg(coil_sock *s, struct iovec *iov, int iovcnt, int64_t deadline)
 {
     struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
-    RETRY_ON_EAGAIN(s, true, deadline, sendmsg(s->fd, &mh, MSG_NOSIGNAL));
+    int fl = MSG_NOSIGNAL | ((s->flags & COIL__SOCK_TX_MORE) ? MSG_MORE : 0);
+    RETRY_ON_EAGAIN(s, true, deadline, sendmsg(s->fd, &mh, fl));
 }
 
 static ssize_t ep_splice(coil_sock *s, int pipe_fd, size_t len, bool sock_to_pipe,

@@ -179,6 +179,19 @@ bool coil_sock_rx_watched(const coil_sock *s)
     return coil__sock_rx_watched(s);
 }
 
+bool coil_sock_rx_more(const coil_sock *s)
+{
+    return coil__sock_rx_has(s) || (s->flags & COIL__SOCK_RX_NONEMPTY);
+}
+
+void coil_sock_tx_more(coil_sock *s, bool more)
+{
+    if (more)
+        s->flags |= COIL__SOCK_TX_MORE;
+    else
+        s->flags &= ~COIL__SOCK_TX_MORE;
+}
+
 void coil_sock_rx_single(coil_sock *s, bool single)
 {
     if (single)

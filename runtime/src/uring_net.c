@@ -149,6 +149,16 @@ static void rx_push(coil_sock *s, int32_t res, uint32_t buf_id)
         rx_cancel(s);
 }
 
+/* Whether the kernel saw more bytes on the socket when it completed a
+ * receive (coil_sock_rx_more). */
+static void rx_nonempty(coil_sock *s, uint32_t cqe_flags)
+{
+    if (cqe_flags & IORING_CQE_F_SOCK_NONEMPTY)
+        s->flags |= COIL__SOCK_RX_NONEMPTY;
+    else
+        s->flags &= ~COIL__SOCK_RX_NONEMPTY;
+}
+
 static void ms_on_cqe(coil__uring_op *op, int32_t res, uint32_t flags, bool more)
 {
     coil_sock *s = op->s;
@@ -162,6 +172,7 @@ static void ms_on_cqe(coil__uring_op *op, int32_t res, uint32_t flags, bool more
     if (flags & IORING_CQE_F_BUFFER) {
         uint32_t id = flags >> IORING_CQE_BUFFER_SHIFT;
         l->bufs.in_use++;
+        rx_nonempty(s, flags);
         if (res > 0)
             rx_push(s, res, id);
         else
@@ -347,6 +358,7 @@ struct io_ctx {
     void *buf;
     size_t len;
     struct msghdr mh;
+    int flags;
 };
 
 static void prep_recv(struct io_uring_sqe *sqe, coil_sock *s, void *ctx)
@@ -394,6 +406,7 @@ static ssize_t u_recv(coil_sock *s, void *buf, size_t len, int64_t deadline)
             continue;
         }
         struct io_ctx c = { .buf = buf, .len = len };
+        s->flags &= ~COIL__SOCK_RX_NONEMPTY; /* this receive does not say */
         return run_op(s, &s->rd, prep_recv, &c, deadline);
     }
 }
@@ -439,6 +452,7 @@ static ssize_t recv_select(coil_sock *s, coil_buf *out, int64_t deadline)
     int64_t res = coil__uring_wait(l, &op, deadline);
     if (s->rd == &marker)
         s->rd = NULL;
+    rx_nonempty(s, res > 0 ? op.w.flags : 0);
     if (op.w.flags & IORING_CQE_F_BUFFER) {
         uint32_t id = op.w.flags >> IORING_CQE_BUFFER_SHIFT;
         l->bufs.in_use++;
@@ -516,6 +530,7 @@ static ssize_t u_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
         if (err < 0)
             return err;
         struct io_ctx c = { .buf = coil__buf_addr(&l->bufs, id), .len = l->bufs.size };
+        s->flags &= ~COIL__SOCK_RX_NONEMPTY; /* this receive does not say */
         ssize_t r = run_op(s, &s->rd, prep_recv, &c, deadline);
         if (r <= 0) {
             coil__buf_give_back(l, id);
@@ -543,9 +558,9 @@ static void prep_sendmsg(struct io_uring_sqe *sqe, coil_sock *s, void *ctx)
     struct io_ctx *c = ctx;
     if (c->mh.msg_iovlen == 1)
         io_uring_prep_send(sqe, s->fd, c->mh.msg_iov[0].iov_base, c->mh.msg_iov[0].iov_len,
-                           MSG_NOSIGNAL);
+                           MSG_NOSIGNAL | c->flags);
     else
-        io_uring_prep_sendmsg(sqe, s->fd, &c->mh, MSG_NOSIGNAL);
+        io_uring_prep_sendmsg(sqe, s->fd, &c->mh, MSG_NOSIGNAL | c->flags);
 }
 
 /* Below this many bytes a send goes through the ring: see u_sendmsg. */
@@ -553,7 +568,9 @@ static void prep_sendmsg(struct io_uring_sqe *sqe, coil_sock *s, void *ctx)
 
 static ssize_t u_sendmsg(coil_sock *s, struct iovec *iov, int iovcnt, int64_t deadline)
 {
-    struct io_ctx c = { .mh = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt } };
+    bool more = s->flags & COIL__SOCK_TX_MORE;
+    struct io_ctx c = { .mh = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt },
+                        .flags = more ? MSG_MORE : 0 };
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
@@ -564,12 +581,15 @@ static ssize_t u_sendmsg(coil_sock *s, struct iovec *iov, int iovcnt, int64_t de
      * task switch it saved. A large send (a body streamed chunk by chunk)
      * tries the socket at once instead: the copy dwarfs the system call,
      * and the task goes on without waiting for a turn. No other send can be
-     * in flight on s (one sender at a time). */
-    if (!s->wr && total >= RING_SEND_MAX) {
+     * in flight on s (one sender at a time). A send with more bytes right
+     * behind it (coil_sock_tx_more) goes at once too, whatever its size:
+     * the next one follows without a wait, so the ring would only add a
+     * turn to the stream. */
+    if (!s->wr && (total >= RING_SEND_MAX || more)) {
         int err = coil__pending(s->loop->current);
         if (err)
             return err;
-        ssize_t n = sendmsg(s->fd, &c.mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n = sendmsg(s->fd, &c.mh, MSG_DONTWAIT | MSG_NOSIGNAL | c.flags);
         if (n >= 0)
             return n;
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)

@@ -711,6 +711,70 @@ static void test_cases_bytewise(void **state)
     run_all(true);
 }
 
+/* coil__http_parser_body_ahead: more body without waiting, framing alone
+ * never counts. Each case feeds the head and a first BODY event, then asks
+ * about the bytes left after it. */
+static void feed_to_first_body(coil__http_parser *p, const char *in, size_t len, size_t *off)
+{
+    size_t used;
+    *off = 0;
+    assert_int_equal(coil__http_parser_feed(p, in, len, &used), COIL__HTTP_HEAD);
+    *off += used;
+    assert_int_equal(coil__http_parser_feed(p, in + *off, len - *off, &used), COIL__HTTP_BODY);
+    *off += used;
+}
+
+static void test_body_ahead(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        bool sock_more;
+        bool ahead;
+    } cases[] = {
+        /* Content-Length: bytes of the body left, or owed with the socket non-empty */
+        { "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc", false, false },
+        { "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc", true, true },
+        /* the body is complete: what follows is the next request */
+        { "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n", true, false },
+        /* chunked, inside a chunk: the socket decides */
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabc", true, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabc", false, false },
+        /* at a chunk's end: only a next size line with data after it counts */
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\nd", false, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3;x=y\r\nd", false, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n10\r\nd", false, true },
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\n", true, false },
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3", true, false },
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", true, false },
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc", true, false },
+        /* the last chunk is no data */
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", true, false },
+        { "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n00\r\n\r\n", true, false },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char arena[4096];
+        coil__http_parser p;
+        size_t off, len = strlen(cases[i].in);
+        coil__http_parser_init(&p, true, &default_limits, arena, sizeof(arena));
+        feed_to_first_body(&p, cases[i].in, len, &off);
+        bool ahead = coil__http_parser_body_ahead(&p, cases[i].in + off, len - off, cases[i].sock_more);
+        if (ahead != cases[i].ahead)
+            fail_msg("case %zu: body_ahead %d, expected %d", i, ahead, cases[i].ahead);
+    }
+    /* A response delimited by the close: any byte is body. */
+    static const char resp[] = "HTTP/1.1 200 OK\r\n\r\nabcdef";
+    char arena[4096];
+    coil__http_parser p;
+    size_t used;
+    coil__http_parser_init(&p, false, &default_limits, arena, sizeof(arena));
+    assert_int_equal(coil__http_parser_feed(&p, resp, 19, &used), COIL__HTTP_HEAD);
+    assert_int_equal(coil__http_parser_feed(&p, resp + 19, 3, &used), COIL__HTTP_BODY);
+    assert_true(coil__http_parser_body_ahead(&p, resp + 22, 3, false));
+    assert_false(coil__http_parser_body_ahead(&p, resp + 25, 0, false));
+    assert_true(coil__http_parser_body_ahead(&p, resp + 25, 0, true));
+}
+
 /* ---- event sequences the table does not show ---- */
 
 /* A request without a body: HEAD consumes exactly the head, DONE consumes
@@ -832,6 +896,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cases_bytewise),
         cmocka_unit_test(test_pipelined_offsets),
         cmocka_unit_test(test_body_end_needs_no_bytes),
+        cmocka_unit_test(test_body_ahead),
         cmocka_unit_test(test_small_arena),
         cmocka_unit_test(test_fields_split_across_feeds),
     };

@@ -94,6 +94,11 @@ const coil_http_field *coil_http_field_find(const coil_http_request *req, const 
  * framing: 400), -ECONNRESET / -EPIPE (client gone), -ECANCELED. */
 ssize_t coil_http_body_read(coil_http_request *req, coil_buf *out);
 
+/* True when the next coil_http_body_read() would return body bytes without
+ * waiting for the client (received already, or known to wait on the
+ * socket: coil_sock_rx_more). Loop thread. */
+bool coil_http_body_ahead(const coil_http_request *req);
+
 /* Same, copying into buf[0..len) (caller memory, written during the call
  * only; it may be on the task's stack). Returns the bytes copied, 0 at the
  * end of the body, or the errors of coil_http_body_read. */
@@ -208,6 +213,13 @@ ssize_t coil_http_response_write(coil_http_request *req, const void *data, size_
  * the outcome (*buf is empty afterwards, the caller no longer owns it).
  * Returns the byte count or the errors of coil_http_response_write. */
 ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf);
+
+/* Same, telling the kernel whether more body bytes follow at once (see
+ * coil_sock_tx_more): with more set, a partial TCP segment waits for the
+ * next write to fill it. Pass true only when the next bytes are in hand
+ * (coil_http_client_body_ahead, coil_http_body_ahead), never for the last
+ * write. */
+ssize_t coil_http_response_write_buf_more(coil_http_request *req, coil_buf *buf, bool more);
 
 /* Ends a streamed response (the last chunk, with trailers if chunked;
  * trailers are ignored otherwise). Returns 0 or a negative errno; -EPROTO if

@@ -64,6 +64,13 @@ int coil_http_client_read_head(coil_http_client *c, const char *method, int64_t 
  * -ECANCELED, ... From a task. */
 ssize_t coil_http_client_read_body(coil_http_client *c, coil_buf *out, int64_t deadline);
 
+/* True when the next coil_http_client_read_body() would return body bytes
+ * without waiting for the upstream (they were received already, or the
+ * socket is known to hold them: coil_sock_rx_more). A relay passes it as
+ * the "more" of its next write (coil_http_response_write_buf_more). Loop
+ * thread. */
+bool coil_http_client_body_ahead(const coil_http_client *c);
+
 /* Moves the whole response body, which must have a Content-Length, to the
  * socket to: bytes already received are sent from their buffers, the rest
  * goes with coil_splice() from the upstream socket, never through user

@@ -129,6 +129,25 @@ bool coil_sock_rx_pending(const coil_sock *sock);
  * thread. */
 bool coil_sock_rx_watched(const coil_sock *sock);
 
+/* True when the next receive is known to return bytes without waiting for
+ * the peer: bytes already received wait in the socket's queue
+ * (coil_sock_rx_pending), or, on io_uring, the kernel reported the socket
+ * still readable when it completed the last receive. False when nothing is
+ * known (always, on epoll, unless bytes are queued). Loop thread. */
+bool coil_sock_rx_more(const coil_sock *sock);
+
+/* With more set, the socket's sends tell the kernel that more bytes follow
+ * at once (MSG_MORE): a partial TCP segment is held back until the next send
+ * fills it or a send without the hint pushes it, so a stream sent piece by
+ * piece leaves in full segments (fewer packets for both ends to process).
+ * Set it only while the next bytes to send are already in hand (received,
+ * see coil_sock_rx_more) and clear it for the last send of a burst: bytes
+ * held back otherwise wait for the peer's next acknowledgement or the next
+ * send. On io_uring a send with the hint also skips the ring whatever its
+ * size (the next send follows at once, nothing is batched with it). Loop
+ * thread. */
+void coil_sock_tx_more(coil_sock *sock, bool more);
+
 /* With single set, coil_recv_buf uses one single-shot receive per call (on
  * io_uring still from the buffer ring) and keeps nothing armed between
  * calls: for a body streamed under backpressure, since a multishot receive
