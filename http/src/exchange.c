@@ -25,8 +25,10 @@
  * when the client takes nothing for send_idle_ns. coil_sendv()'s deadline
  * covers the whole call, so one large write to a slow but steady reader
  * would be cut off although it never stalled: the bytes go in slices of at
- * most SEND_SLICE, each with a fresh deadline. The iov array is modified. */
-static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt)
+ * most SEND_SLICE, each with a fresh deadline. more is the coil_sendv_more()
+ * hint for the whole burst, so every slice carries it. The iov array is
+ * modified. */
+static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt, bool more)
 {
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
@@ -34,7 +36,8 @@ static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt)
     int64_t idle_ns = c->srv->cfg.timeouts.send_idle_ns;
     if (total && total <= SEND_SLICE && iovcnt <= 4) {
         /* One slice, the usual answer: sent as it is. */
-        ssize_t r = coil_sendv(&c->sock, iov, iovcnt, coil_deadline_in(c->srv->loop, idle_ns));
+        ssize_t r = coil_sendv_more(&c->sock, iov, iovcnt, more,
+                                    coil_deadline_in(c->srv->loop, idle_ns));
         return r < 0 ? r : (ssize_t)total;
     }
     for (size_t sent = 0; sent < total;) {
@@ -51,7 +54,8 @@ static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt)
             slice[n] = (struct iovec){ iov[n].iov_base, take };
             len += take;
         }
-        ssize_t r = coil_sendv(&c->sock, slice, n, coil_deadline_in(c->srv->loop, idle_ns));
+        ssize_t r = coil_sendv_more(&c->sock, slice, n, more,
+                                    coil_deadline_in(c->srv->loop, idle_ns));
         if (r < 0)
             return r;
         sent += len;
@@ -72,7 +76,7 @@ static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt)
 static ssize_t send_bytes(coil__http_conn *c, const void *p, size_t len)
 {
     struct iovec iov = { (void *)p, len };
-    return send_all(c, &iov, 1);
+    return send_all(c, &iov, 1, false);
 }
 
 void coil__http_exchange_init(coil__http_exchange *x, coil__http_conn *c, coil__http_parser *p,
@@ -171,7 +175,7 @@ int coil__http_out_append(coil__http_exchange *x, const void *p, size_t len)
 static ssize_t send_with_out(coil__http_exchange *x, const void *data, size_t len)
 {
     struct iovec iov[2] = { { x->out, x->out_len }, { (void *)data, len } };
-    ssize_t n = send_all(x->conn, iov, 2);
+    ssize_t n = send_all(x->conn, iov, 2, false);
     x->out_len = 0;
     x->out_prev = 0;
     return n;
@@ -341,7 +345,22 @@ bool coil_http_response_started(const coil_http_request *req)
     return req->x->resp_state != RESP_NONE;
 }
 
-static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, coil_buf *b)
+/* By hand, as the head is (see write_head): one per chunk on a stream. */
+size_t coil_http_chunk_line(char out[COIL_HTTP_CHUNK_LINE_MAX], size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t digits = 1;
+    while (digits < 2 * sizeof(len) && len >> (4 * digits))
+        digits++;
+    for (size_t i = digits; i-- > 0; len >>= 4)
+        out[i] = hex[len & 0xf];
+    out[digits] = '\r';
+    out[digits + 1] = '\n';
+    return digits + 2;
+}
+
+static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, coil_buf *b,
+                          bool more)
 {
     if (x->resp_state != RESP_BEGUN) {
         coil_buf_release(b);
@@ -356,8 +375,8 @@ static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, 
         coil_buf_release(b);
         return (ssize_t)len;
     }
-    char hdr[24];
-    size_t hlen = x->chunked ? (size_t)snprintf(hdr, sizeof(hdr), "%zx\r\n", len) : 0;
+    char hdr[COIL_HTTP_CHUNK_LINE_MAX];
+    size_t hlen = x->chunked ? coil_http_chunk_line(hdr, len) : 0;
     struct iovec iov[4];
     int n = 0;
     if (x->out_len)
@@ -367,7 +386,7 @@ static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, 
     iov[n++] = (struct iovec){ (void *)data, len };
     if (x->chunked)
         iov[n++] = (struct iovec){ "\r\n", 2 };
-    ssize_t r = send_all(x->conn, iov, n);
+    ssize_t r = send_all(x->conn, iov, n, more);
     x->out_len = 0;
     x->out_prev = 0;
     coil_buf_release(b);
@@ -381,21 +400,17 @@ static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, 
 
 ssize_t coil_http_response_write_buf_more(coil_http_request *req, coil_buf *buf, bool more)
 {
-    coil_sock *s = &req->x->conn->sock;
-    coil_sock_tx_more(s, more);
-    ssize_t n = write_body(req->x, buf->data, buf->len, buf);
-    coil_sock_tx_more(s, false);
-    return n;
+    return write_body(req->x, buf->data, buf->len, buf, more);
 }
 
 ssize_t coil_http_response_write(coil_http_request *req, const void *data, size_t len)
 {
-    return write_body(req->x, data, len, &(coil_buf){ 0 });
+    return write_body(req->x, data, len, &(coil_buf){ 0 }, false);
 }
 
 ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf)
 {
-    return write_body(req->x, buf->data, buf->len, buf);
+    return write_body(req->x, buf->data, buf->len, buf, false);
 }
 
 int coil_http_response_end(coil_http_request *req, const coil_http_field *trailers,

@@ -6,30 +6,27 @@
  * still travel as borrowed views, from the buffer they arrived in.
  */
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "forward.h"
 
-/* One body chunk up, re-framed when chunked. With more, the next chunk is
- * in hand already (coil_http_body_ahead): the kernel may hold a partial
- * segment for it (coil_sock_tx_more), so the body goes up in full segments
- * rather than one per receive buffer. */
+/* One body chunk up, re-framed when chunked, and released. With more, the
+ * next chunk is in hand already (coil_http_body_ahead): the kernel may hold
+ * a partial segment for it (coil_sendv_more), so the body goes up in full
+ * segments rather than one per receive buffer. */
 static ssize_t send_up(coil_sock *s, coil_buf *b, bool chunked, bool more, int64_t deadline)
 {
-    coil_sock_tx_more(s, more);
+    char line[COIL_HTTP_CHUNK_LINE_MAX];
+    struct iovec iov[3] = { { line, 0 }, { b->data, b->len }, { "\r\n", 2 } };
     ssize_t r;
     if (!chunked) {
-        r = coil_send_buf(s, b, deadline);
+        r = coil_sendv_more(s, &iov[1], 1, more, deadline);
     } else {
-        char size[24];
-        int n = snprintf(size, sizeof(size), "%zx\r\n", b->len);
-        struct iovec iov[3] = { { size, (size_t)n }, { b->data, b->len }, { "\r\n", 2 } };
-        r = coil_sendv(s, iov, 3, deadline);
-        coil_buf_release(b);
+        iov[0].iov_len = coil_http_chunk_line(line, b->len);
+        r = coil_sendv_more(s, iov, 3, more, deadline);
     }
-    coil_sock_tx_more(s, false);
+    coil_buf_release(b);
     return r;
 }
 
@@ -41,49 +38,52 @@ static void client_failed(px_upload *u, int err)
     coil_shutdown(u->to, SHUT_RDWR);
 }
 
+/* Moves the rest of a Content-Length body inside the kernel. True when that
+ * settled the upload (moved, or failed); false when it cannot (-EINVAL,
+ * nothing was read) and the body must be read instead. */
+static bool splice_up(px_upload *u)
+{
+    ssize_t n = coil_http_body_splice(u->req, u->to, u->idle_ns);
+    if (n >= 0)
+        u->bytes += (uint64_t)n;
+    else if (n == -EPIPE)
+        u->upstream_failed = true;
+    else if (n != -EINVAL)
+        client_failed(u, (int)n);
+    return n != -EINVAL;
+}
+
 static void move_body(px_upload *u)
 {
     coil_loop *loop = u->core->loop;
-    if (u->first.len) {
-        size_t n = u->first.len;
-        bool more = coil_http_body_ahead(u->req);
-        if (send_up(u->to, &u->first, u->chunked, more, coil_deadline_in(loop, u->idle_ns)) < 0) {
-            u->upstream_failed = true;
-            return;
-        }
-        u->bytes += n;
-    }
-    coil_buf_release(&u->first);
-    if (u->splice && !u->chunked && u->req->content_length > 0) {
-        ssize_t n = coil_http_body_splice(u->req, u->to, u->idle_ns);
-        if (n >= 0) {
-            u->bytes += (uint64_t)n;
-            return;
-        }
-        if (n == -EPIPE) {
-            u->upstream_failed = true;
-            return;
-        }
-        if (n != -EINVAL) {
-            client_failed(u, (int)n);
-            return;
-        }
-    }
+    bool splice = u->splice && !u->chunked && u->req->content_length > 0;
+    /* The bytes read before the upstream was chosen go up first, before a
+     * splice starts. They count once sent (as a splice counts what it
+     * moved), the bytes read here once read. */
+    coil_buf b = u->first;
+    u->first = (coil_buf){ 0 };
     for (;;) {
-        coil_buf b;
-        ssize_t n = coil_http_body_read(u->req, &b);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            client_failed(u, (int)n);
-            return;
+        size_t preread = b.len;
+        if (!preread) {
+            coil_buf_release(&b);
+            if (splice && splice_up(u))
+                return;
+            splice = false;
+            ssize_t n = coil_http_body_read(u->req, &b);
+            if (n == 0)
+                break;
+            if (n < 0) {
+                client_failed(u, (int)n);
+                return;
+            }
+            u->bytes += (uint64_t)n;
         }
-        u->bytes += (uint64_t)n;
         bool more = coil_http_body_ahead(u->req);
         if (send_up(u->to, &b, u->chunked, more, coil_deadline_in(loop, u->idle_ns)) < 0) {
             u->upstream_failed = true;
             return;
         }
+        u->bytes += preread;
     }
     if (u->chunked && coil_send(u->to, "0\r\n\r\n", 5, coil_deadline_in(loop, u->idle_ns)) < 0)
         u->upstream_failed = true;

@@ -265,7 +265,7 @@ enum {
     COIL__SOCK_RD_READY = 1u << 8,     /* epoll: readable edge not yet consumed */
     COIL__SOCK_WR_READY = 1u << 9,     /* epoll: writable edge not yet consumed */
     COIL__SOCK_RX_SINGLE = 1u << 10,   /* receives are single-shot (backpressure) */
-    COIL__SOCK_TX_MORE = 1u << 11,     /* sends: more bytes follow at once (MSG_MORE) */
+    COIL__SOCK_TX_MORE = 1u << 11,     /* sends: MSG_MORE, during coil_sendv_more() */
     COIL__SOCK_RX_NONEMPTY = 1u << 12, /* io_uring: the last receive left bytes in the socket */
 };
 

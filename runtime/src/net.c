@@ -184,14 +184,6 @@ bool coil_sock_rx_more(const coil_sock *s)
     return coil__sock_rx_has(s) || (s->flags & COIL__SOCK_RX_NONEMPTY);
 }
 
-void coil_sock_tx_more(coil_sock *s, bool more)
-{
-    if (more)
-        s->flags |= COIL__SOCK_TX_MORE;
-    else
-        s->flags &= ~COIL__SOCK_TX_MORE;
-}
-
 void coil_sock_rx_single(coil_sock *s, bool single)
 {
     if (single)
@@ -206,9 +198,8 @@ int coil_sock_rx_stop(coil_sock *s)
     return s->loop->be->rx_stop(s);
 }
 
-ssize_t coil_sendv(coil_sock *s, struct iovec *iov, int iovcnt, int64_t deadline)
+static ssize_t send_iov(coil_sock *s, struct iovec *iov, int iovcnt, int64_t deadline)
 {
-    NEED_TASK(s);
     if (iovcnt < 0 || iovcnt > IOV_MAX)
         return -EINVAL;
     size_t total = 0;
@@ -242,6 +233,24 @@ ssize_t coil_sendv(coil_sock *s, struct iovec *iov, int iovcnt, int64_t deadline
         }
     }
     return (ssize_t)total;
+}
+
+ssize_t coil_sendv_more(coil_sock *s, struct iovec *iov, int iovcnt, bool more, int64_t deadline)
+{
+    NEED_TASK(s);
+    /* The backends read the hint from the socket's flags. It is set for this
+     * call's sends only, so that no caller can leave a socket holding its
+     * bytes back (one sender at a time: nobody else sends meanwhile). */
+    if (more)
+        s->flags |= COIL__SOCK_TX_MORE;
+    ssize_t n = send_iov(s, iov, iovcnt, deadline);
+    s->flags &= ~COIL__SOCK_TX_MORE;
+    return n;
+}
+
+ssize_t coil_sendv(coil_sock *s, struct iovec *iov, int iovcnt, int64_t deadline)
+{
+    return coil_sendv_more(s, iov, iovcnt, false, deadline);
 }
 
 ssize_t coil_send(coil_sock *s, const void *buf, size_t len, int64_t deadline)

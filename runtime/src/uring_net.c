@@ -582,7 +582,7 @@ static ssize_t u_sendmsg(coil_sock *s, struct iovec *iov, int iovcnt, int64_t de
      * tries the socket at once instead: the copy dwarfs the system call,
      * and the task goes on without waiting for a turn. No other send can be
      * in flight on s (one sender at a time). A send with more bytes right
-     * behind it (coil_sock_tx_more) goes at once too, whatever its size:
+     * behind it (coil_sendv_more) goes at once too, whatever its size:
      * the next one follows without a wait, so the ring would only add a
      * turn to the stream. */
     if (!s->wr && (total >= RING_SEND_MAX || more)) {

@@ -2,13 +2,15 @@
  * The HTTP/1.x parser (llhttp strict + coil's checks): raw bytes in, events
  * and verdicts out. Every case runs twice: the whole input in one feed, and
  * one byte at a time (a byte arrives, the parser sees everything not yet
- * consumed), so no check may depend on how the bytes were split.
+ * consumed), so no check may depend on how the bytes were split. Also the
+ * sender's side of chunked framing, coil_http_chunk_line.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "coil/http.h"
 #include "harness.h"
 #include "parser.h"
 
@@ -775,6 +777,39 @@ static void test_body_ahead(void **state)
     assert_true(coil__http_parser_body_ahead(&p, resp + 25, 0, true));
 }
 
+/* ---- the writer's side of the chunk-size line ---- */
+
+static void test_chunk_line(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t len;
+        const char *line;
+    } cases[] = {
+        { 0, "0\r\n" },
+        { 1, "1\r\n" },
+        { 0xf, "f\r\n" },
+        { 0x10, "10\r\n" },
+        { 0xabc, "abc\r\n" },
+        /* every digit of the widest size, and no more room than the macro's */
+        { SIZE_MAX, SIZE_MAX == UINT64_MAX ? "ffffffffffffffff\r\n" : "ffffffff\r\n" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[COIL_HTTP_CHUNK_LINE_MAX + 1];
+        memset(out, '#', sizeof(out));
+        size_t n = coil_http_chunk_line(out, cases[i].len);
+        size_t want = strlen(cases[i].line);
+        if (n != want || memcmp(out, cases[i].line, want) != 0)
+            fail_msg("case %zu: \"%.*s\" (%zu bytes), expected \"%s\"", i, (int)n, out, n,
+                     cases[i].line);
+        for (size_t j = n; j < sizeof(out); j++)
+            if (out[j] != '#')
+                fail_msg("case %zu: byte %zu written past the line", i, j);
+    }
+    char out[COIL_HTTP_CHUNK_LINE_MAX];
+    assert_int_equal(coil_http_chunk_line(out, SIZE_MAX), COIL_HTTP_CHUNK_LINE_MAX);
+}
+
 /* ---- event sequences the table does not show ---- */
 
 /* A request without a body: HEAD consumes exactly the head, DONE consumes
@@ -897,6 +932,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pipelined_offsets),
         cmocka_unit_test(test_body_end_needs_no_bytes),
         cmocka_unit_test(test_body_ahead),
+        cmocka_unit_test(test_chunk_line),
         cmocka_unit_test(test_small_arena),
         cmocka_unit_test(test_fields_split_across_feeds),
     };

@@ -215,7 +215,7 @@ ssize_t coil_http_response_write(coil_http_request *req, const void *data, size_
 ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf);
 
 /* Same, telling the kernel whether more body bytes follow at once (see
- * coil_sock_tx_more): with more set, a partial TCP segment waits for the
+ * coil_sendv_more): with more set, a partial TCP segment waits for the
  * next write to fill it. Pass true only when the next bytes are in hand
  * (coil_http_client_body_ahead, coil_http_body_ahead), never for the last
  * write. */
@@ -229,6 +229,17 @@ int coil_http_response_end(coil_http_request *req, const coil_http_field *traile
 
 /* True once a response head was queued. Cannot fail. */
 bool coil_http_response_started(const coil_http_request *req);
+
+/* Room for the longest chunk-size line: SIZE_MAX in hex, then CRLF. */
+#define COIL_HTTP_CHUNK_LINE_MAX (2 * sizeof(size_t) + 2)
+
+/* Writes the line that opens a chunk of len bytes in a chunked body: len in
+ * lower-case hex without leading zeros, then CRLF (len 0 gives "0\r\n", the
+ * last chunk's). out is caller memory, written during the call only, with no
+ * terminating NUL. For code that frames a chunked body itself (a relay
+ * re-framing a request body); coil_http_response_write frames its own.
+ * Returns the line's length. Cannot fail. Any thread. */
+size_t coil_http_chunk_line(char out[COIL_HTTP_CHUNK_LINE_MAX], size_t len);
 
 /* Waits until the client closes the connection or the deadline passes, for
  * long-lived responses that otherwise only learn it at their next write.

@@ -136,18 +136,6 @@ bool coil_sock_rx_watched(const coil_sock *sock);
  * known (always, on epoll, unless bytes are queued). Loop thread. */
 bool coil_sock_rx_more(const coil_sock *sock);
 
-/* With more set, the socket's sends tell the kernel that more bytes follow
- * at once (MSG_MORE): a partial TCP segment is held back until the next send
- * fills it or a send without the hint pushes it, so a stream sent piece by
- * piece leaves in full segments (fewer packets for both ends to process).
- * Set it only while the next bytes to send are already in hand (received,
- * see coil_sock_rx_more) and clear it for the last send of a burst: bytes
- * held back otherwise wait for the peer's next acknowledgement or the next
- * send. On io_uring a send with the hint also skips the ring whatever its
- * size (the next send follows at once, nothing is batched with it). Loop
- * thread. */
-void coil_sock_tx_more(coil_sock *sock, bool more);
-
 /* With single set, coil_recv_buf uses one single-shot receive per call (on
  * io_uring still from the buffer ring) and keeps nothing armed between
  * calls: for a body streamed under backpressure, since a multishot receive
@@ -174,6 +162,20 @@ ssize_t coil_send(coil_sock *sock, const void *buf, size_t len, int64_t deadline
  * returns. Returns the total, or a negative errno as coil_send() (-EINVAL for
  * a bad iovcnt). From a task. */
 ssize_t coil_sendv(coil_sock *sock, struct iovec *iov, int iovcnt, int64_t deadline);
+
+/* coil_sendv() telling the kernel whether more bytes follow at once
+ * (MSG_MORE on each of this call's sends): with more set, a partial TCP
+ * segment is held back until the next send fills it or a send without the
+ * hint pushes it, so a stream sent piece by piece leaves in full segments
+ * (fewer packets for both ends to process). Pass true only while the next
+ * bytes to send are already in hand (received, see coil_sock_rx_more), and
+ * false for the last send of a burst: bytes held back otherwise wait for the
+ * peer's next acknowledgement or the next send. The hint holds for this call
+ * only. On io_uring a send with the hint also skips the ring whatever its
+ * size (the next send follows at once, nothing is batched with it). Returns
+ * and fails as coil_sendv(); same lifetimes. From a task. */
+ssize_t coil_sendv_more(coil_sock *sock, struct iovec *iov, int iovcnt, bool more,
+                        int64_t deadline);
 
 /* Sends the bytes of a borrowed buffer (possibly received on another socket
  * of the same loop) and releases it, whatever the outcome: *buf is empty
