@@ -67,13 +67,13 @@ static int run_trampoline(void *arg)
     return 0;
 }
 
-int harness_run(coil_loop *loop, coil_task_fn fn, void *arg)
+static int run_turns(coil_loop *loop, coil_task_fn fn, void *arg, int64_t turn)
 {
     run_box b = { .fn = fn, .arg = arg };
     assert_int_equal(coil_spawn(loop, run_trampoline, &b, NULL), 0);
     int64_t until = coil_now(loop) + 20000 * MS;
     while (!b.done) {
-        int r = coil_loop_run_once(loop, 100 * MS);
+        int r = coil_loop_run_once(loop, turn);
         assert_true(r >= 0);
         if (coil_now(loop) > until)
             fail_msg("task did not finish within 20 s");
@@ -82,6 +82,16 @@ int harness_run(coil_loop *loop, coil_task_fn fn, void *arg)
     for (int i = 0; i < 100 && coil_loop_run_once(loop, 0) > 0; i++) {
     }
     return b.result;
+}
+
+int harness_run(coil_loop *loop, coil_task_fn fn, void *arg)
+{
+    return run_turns(loop, fn, arg, 100 * MS);
+}
+
+int harness_run_long_turns(coil_loop *loop, coil_task_fn fn, void *arg)
+{
+    return run_turns(loop, fn, arg, 20000 * MS);
 }
 
 void harness_listen(coil_loop *loop, coil_sock *listener)

@@ -31,6 +31,10 @@ void harness_loop_exit(coil_loop *loop);
 /* Spawns fn(arg) on loop, runs the loop until it returns, and returns its
  * result. Fails the test if the loop does not finish within 20 s. */
 int harness_run(coil_loop *loop, coil_task_fn fn, void *arg);
+/* The same, but each turn of the loop may wait up to 20 s, where
+ * harness_run's turns end every 100 ms: for tests of what ends the loop's
+ * wait, which a turn boundary would otherwise end for them. */
+int harness_run_long_turns(coil_loop *loop, coil_task_fn fn, void *arg);
 /* Backend under test: "io_uring" or "epoll". */
 const char *harness_backend(void);
 bool harness_is_uring(void);

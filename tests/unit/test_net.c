@@ -4,6 +4,8 @@
 #include "net_fixture.h"
 
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -624,6 +626,77 @@ static void test_idle_timeout_resets_on_progress(void **state)
     assert_int_equal(harness_run(&loop, idle_main, NULL), 0);
 }
 
+/* ---- a small send into a full socket ---- */
+
+/* The peer of a socket whose buffers are full: after a pause (so that the
+ * small send below is queued and waiting), it reads everything, the filler
+ * and the one byte sent last. */
+typedef struct {
+    int fd;
+    size_t want;
+    size_t got;
+} drainer;
+
+static void *drain(void *arg)
+{
+    drainer *d = arg;
+    usleep(100 * 1000);
+    static char sink[1 << 16];
+    while (d->got < d->want) {
+        struct pollfd p = { .fd = d->fd, .events = POLLIN };
+        if (poll(&p, 1, 5000) <= 0)
+            break;
+        ssize_t n = recv(d->fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (n <= 0 && errno != EAGAIN)
+            break;
+        if (n > 0)
+            d->got += (size_t)n;
+    }
+    return NULL;
+}
+
+/* A small send (on io_uring one that goes through the ring and usually
+ * completes while it is submitted) into a socket whose buffers are full: it
+ * must complete as soon as the peer has read, not when something else
+ * happens to end the loop's wait (here nothing would for 20 s). A loop that
+ * counted on small sends completing at once and waited for completions
+ * beyond them would sleep through this one. */
+static int full_socket_main(void *arg)
+{
+    (void)arg;
+    coil_sock c, s;
+    assert_int_equal(pair(&c, &s), 0);
+    static char filler[1 << 16];
+    size_t filled = 0;
+    for (;;) {
+        ssize_t n = send(s.fd, filler, sizeof(filler), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+            break;
+        }
+        filled += (size_t)n;
+    }
+    drainer d = { .fd = c.fd, .want = filled + 1 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, drain, &d), 0);
+    int64_t t0 = coil_now(&loop);
+    ssize_t r = coil_send(&s, "x", 1, COIL_NO_DEADLINE);
+    int64_t took = coil_now(&loop) - t0;
+    pthread_join(t, NULL);
+    assert_int_equal(r, 1);
+    assert_int_equal(d.got, filled + 1);
+    assert_true(took < 5000 * MS);
+    assert_int_equal(coil_close(&c), 0);
+    assert_int_equal(coil_close(&s), 0);
+    return 0;
+}
+
+static void test_small_send_into_full_socket(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_run_long_turns(&loop, full_socket_main, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,6 +710,7 @@ int main(void)
         NET_TEST(test_splice),
         NET_TEST(test_park_idle_connections),
         NET_TEST(test_idle_timeout_resets_on_progress),
+        NET_TEST(test_small_send_into_full_socket),
     };
     return HARNESS_RUN(tests);
 }
