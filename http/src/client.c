@@ -332,10 +332,13 @@ bool coil_http_client_stale(coil_http_client *c)
 {
     if (c->broken || c->rx.len)
         return true;
-    /* With a receive armed, a close or stray bytes would already be queued
-     * (as of the last poll): no system call per reused connection. */
+    /* A close or stray bytes would have shown in the last poll: no system
+     * call per reused connection. One that came later fails the request
+     * sent on it, which the caller retries on a fresh connection. */
+    if (coil_sock_rx_quiet(&c->sock))
+        return false;
     if (coil_sock_rx_watched(&c->sock))
-        return coil_sock_rx_pending(&c->sock);
+        return true; /* something is queued */
     char b;
     ssize_t n = recv(c->sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     /* Anything but "nothing to read yet" means closed or out of step. */

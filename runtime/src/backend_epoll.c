@@ -91,6 +91,8 @@ static int ep_poll(struct coil__loop *l, int64_t timeout_ns)
             continue;
         }
         uint32_t e = ev->events;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            s->flags |= COIL__SOCK_RD_HUP;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
             s->flags |= COIL__SOCK_RD_READY;
             wake_slot(&s->rd);
@@ -196,9 +198,28 @@ static int ep_connect(coil_sock *s, const struct sockaddr *addr, socklen_t len, 
     return -soerr;
 }
 
-static ssize_t ep_recv(coil_sock *s, void *buf, size_t len, int64_t deadline)
+/* A receive that got fewer bytes than it asked for emptied the socket's
+ * queue: whatever arrives later raises a new edge, so the readable flag can
+ * go now, and the next receive waits for that edge instead of spending a
+ * system call on EAGAIN (and a park needs no peek). Not once the peer's end
+ * of stream or an error has been reported: no further edge would announce
+ * it again. */
+static void note_drained(coil_sock *s, ssize_t got, size_t asked)
+{
+    if (got > 0 && (size_t)got < asked && !(s->flags & COIL__SOCK_RD_HUP))
+        s->flags &= ~COIL__SOCK_RD_READY;
+}
+
+static ssize_t recv_retrying(coil_sock *s, void *buf, size_t len, int64_t deadline)
 {
     RETRY_ON_EAGAIN(s, false, deadline, recv(s->fd, buf, len, 0));
+}
+
+static ssize_t ep_recv(coil_sock *s, void *buf, size_t len, int64_t deadline)
+{
+    ssize_t r = recv_retrying(s, buf, len, deadline);
+    note_drained(s, r, len);
+    return r;
 }
 
 static ssize_t ep_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
@@ -219,6 +240,7 @@ static ssize_t ep_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
             return err;
         ssize_t r = recv(s->fd, coil__buf_addr(&l->bufs, id), l->bufs.size, 0);
         if (r > 0) {
+            note_drained(s, r, l->bufs.size);
             coil__buf_view(l, out, id, (size_t)r);
             return r;
         }

@@ -626,6 +626,56 @@ static void test_idle_timeout_resets_on_progress(void **state)
     assert_int_equal(harness_run(&loop, idle_main, NULL), 0);
 }
 
+/* ---- knowing that nothing arrived, without asking the kernel ---- */
+
+/* Lets the loop poll once the peer's bytes or close had time to arrive. */
+static void settle(void)
+{
+    coil_sleep(20 * MS);
+}
+
+static int quiet_main(void *arg)
+{
+    (void)arg;
+    coil_sock c, s;
+    assert_int_equal(pair(&c, &s), 0);
+    coil_buf b;
+    assert_int_equal(coil_send(&c, "ping", 4, COIL_NO_DEADLINE), 4);
+    assert_int_equal(coil_recv_buf(&s, &b, coil_deadline_in(&loop, 5000 * MS)), 4);
+    coil_buf_release(&b);
+    settle();
+    /* drained by a receive that got less than it could take */
+    assert_true(coil_sock_rx_quiet(&s));
+    assert_int_equal(coil_send(&c, "more", 4, COIL_NO_DEADLINE), 4);
+    settle();
+    assert_false(coil_sock_rx_quiet(&s));
+    assert_int_equal(coil_recv_buf(&s, &b, coil_deadline_in(&loop, 5000 * MS)), 4);
+    coil_buf_release(&b);
+    settle();
+    assert_true(coil_sock_rx_quiet(&s));
+    /* The peer's last bytes and its close, reported together: the short
+     * receive that takes the bytes does not make the socket quiet, and the
+     * end of stream is still found (no later edge would announce it). */
+    assert_int_equal(coil_send(&c, "bye", 3, COIL_NO_DEADLINE), 3);
+    assert_int_equal(coil_shutdown(&c, SHUT_WR), 0);
+    settle();
+    assert_false(coil_sock_rx_quiet(&s));
+    assert_int_equal(coil_recv_buf(&s, &b, coil_deadline_in(&loop, 5000 * MS)), 3);
+    coil_buf_release(&b);
+    assert_false(coil_sock_rx_quiet(&s));
+    assert_int_equal(coil_recv_buf(&s, &b, coil_deadline_in(&loop, 5000 * MS)), 0);
+    assert_false(coil_sock_rx_quiet(&s));
+    assert_int_equal(coil_close(&c), 0);
+    assert_int_equal(coil_close(&s), 0);
+    return 0;
+}
+
+static void test_rx_quiet(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_run(&loop, quiet_main, NULL), 0);
+}
+
 /* ---- a small send into a full socket ---- */
 
 /* The peer of a socket whose buffers are full: after a pause (so that the
@@ -711,6 +761,7 @@ int main(void)
         NET_TEST(test_park_idle_connections),
         NET_TEST(test_idle_timeout_resets_on_progress),
         NET_TEST(test_small_send_into_full_socket),
+        NET_TEST(test_rx_quiet),
     };
     return HARNESS_RUN(tests);
 }

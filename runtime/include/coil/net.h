@@ -129,6 +129,16 @@ bool coil_sock_rx_pending(const coil_sock *sock);
  * thread. */
 bool coil_sock_rx_watched(const coil_sock *sock);
 
+/* True when nothing has arrived on the socket since it was last drained, as
+ * of the loop's last poll, so that asking the kernel (recv with MSG_PEEK)
+ * would only confirm it: on io_uring a receive stays armed
+ * (coil_sock_rx_watched) and nothing waits in the queue; on epoll no
+ * readable edge, end of stream or error has been reported since a receive
+ * got fewer bytes than it asked for. False when not known. What the peer
+ * sent after the last poll shows only in the next one, whatever the answer.
+ * Loop thread. */
+bool coil_sock_rx_quiet(const coil_sock *sock);
+
 /* True when the next receive is known to return bytes without waiting for
  * the peer: bytes already received wait in the socket's queue
  * (coil_sock_rx_pending), or, on io_uring, the kernel reported the socket
