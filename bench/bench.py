@@ -337,10 +337,12 @@ def idle_client(n, port, hold_file):
 # ---------------------------------------------------------------- cases
 
 class Case:
-    """base: the contender every other one is given as a ratio to."""
-    def __init__(self, key, title, contenders, kind, base="nginx"):
+    """base: the contender every other one is given as a ratio to. pairs:
+    (contender, reference) whose CPU per request is also given as a paired
+    ratio under the table (the targets compare them directly)."""
+    def __init__(self, key, title, contenders, kind, base="nginx", pairs=()):
         self.key, self.title, self.contenders, self.kind = key, title, contenders, kind
-        self.base = base
+        self.base, self.pairs = base, pairs
 
 
 def measure_wrk_case(env, case, name, rnd, args, tmp):
@@ -512,6 +514,20 @@ def paired_ratio(samples, base_samples, key):
     return statistics.median(ratios) if ratios else None
 
 
+def pair_lines(case, results):
+    """One line per (contender, reference) pair: CPU per request as the
+    median of same-round ratios, with their range."""
+    out = []
+    for a, b in case.pairs:
+        base = {r["round"]: r["cpu_us"] for r in results[case.key].get(b, []) if r.get("cpu_us")}
+        ratios = sorted(r["cpu_us"] / base[r["round"]] for r in results[case.key].get(a, [])
+                        if r.get("cpu_us") is not None and r["round"] in base)
+        if ratios:
+            out.append(f"- CPU µs/req, {a} to {b} in the same round: **×{statistics.median(ratios):.2f}** "
+                       f"({ratios[0]:.2f}..{ratios[-1]:.2f})")
+    return out
+
+
 def table(cases, results):
     lines = []
     for case in cases:
@@ -539,6 +555,10 @@ def table(cases, results):
                     cell += f" **×{ratio:.2f}**"
                 cells.append(cell)
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        extra = pair_lines(case, results)
+        if extra:
+            lines.append("")
+            lines.extend(extra)
         lines.append("")
     return "\n".join(lines)
 
@@ -680,11 +700,13 @@ def main():
 
     all_cases = [
         Case("hello", f"hello, keep-alive, {args.conns} connections",
-             ["coil-io_uring", "coil-epoll", "nginx", "responder", "responder-io_uring"], "hello"),
+             ["coil-io_uring", "coil-epoll", "nginx", "responder", "responder-io_uring"], "hello",
+             pairs=[("coil-io_uring", "coil-epoll"), ("coil-io_uring", "responder-io_uring")]),
         Case("pipeline", f"hello, {args.conns} connections, pipelined 16 deep",
              ["coil-io_uring", "coil-epoll", "nginx", "responder", "responder-io_uring"], "hello"),
         Case("proxy", f"small GET through the proxy, {args.conns} connections (upstream: bench_responder on CPU 1)",
-             ["coil-io_uring", "coil-epoll", "nginx", "haproxy"], "proxy"),
+             ["coil-io_uring", "coil-epoll", "nginx", "haproxy"], "proxy",
+             pairs=[("coil-io_uring", "haproxy"), ("coil-epoll", "haproxy")]),
         Case("big", "1 GiB through the proxy, hyperfine over curl (upstream on CPU 1; ×N to haproxy, nginx cannot echo)",
              ["coil-io_uring", "coil-epoll", "nginx", "haproxy"], "big", base="haproxy"),
         Case("idle", f"{args.idle_conns} idle keep-alive connections",
