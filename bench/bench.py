@@ -17,7 +17,7 @@ neighbour) spreads over all of them instead of landing on one.
 Per case and contender: requests/s, latency p50/p99 (wrk --latency), server
 CPU microseconds per request (utime+stime of the server's process tree from
 /proc, all threads), syscalls per request (a separate short run under
-`perf stat -e raw_syscalls:sys_enter`), peak RSS (VmHWM) and, in the idle
+`perf stat -e raw_syscalls:sys_enter`, every round), peak RSS (VmHWM) and, in the idle
 case, RSS per idle keep-alive connection. Each is given absolute and as a
 ratio to nginx, with the spread (min..max over rounds).
 
@@ -369,7 +369,9 @@ def measure_wrk_case(env, case, name, rnd, args, tmp):
         if not ok:
             log(f"  {name}: no valid answers: {r['raw'].strip()[-300:]}")
         res["cpu_us"] = (t1 - t0) * 1e6 / TICK / r["requests"] if r["requests"] else None
-        if rnd == 0 and not args.no_syscalls:
+        # Every round, so that the count gets a spread like the rest: one
+        # short run under tracepoints moved by up to 4x between runs.
+        if not args.no_syscalls:
             res["syscalls"] = count_syscalls(srv.pid, min(2, args.duration), load)
         res["hwm_kb"] = status_kb(srv.pid, "VmHWM")
         return ok, res
@@ -548,7 +550,7 @@ def table(cases, results):
                     continue
                 med, lo, hi = per[n][k]
                 cell = fmt(k, med)
-                if hi != lo and k != "syscalls":
+                if hi != lo:
                     cell += f" ({fmt(k, lo)}..{fmt(k, hi)})"
                 ratio = paired_ratio(results[case.key][n], results[case.key].get(case.base, []), k)
                 if ratio is not None and n != case.base:
