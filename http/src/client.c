@@ -330,19 +330,17 @@ bool coil_http_client_reusable(const coil_http_client *c)
 
 bool coil_http_client_stale(coil_http_client *c)
 {
-    if (c->broken || c->rx.len)
+    if (c->broken || c->rx.len || coil_sock_rx_pending(&c->sock))
         return true;
     /* A close or stray bytes would have shown in the last poll: no system
      * call per reused connection. One that came later fails the request
      * sent on it, which the caller retries on a fresh connection. */
     if (coil_sock_rx_quiet(&c->sock))
         return false;
-    if (coil_sock_rx_watched(&c->sock))
-        return true; /* something is queued */
     char b;
     ssize_t n = recv(c->sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     /* Anything but "nothing to read yet" means closed or out of step. */
-    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) || coil_sock_rx_pending(&c->sock);
+    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
 void coil_http_client_close(coil_http_client *c)

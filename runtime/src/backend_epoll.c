@@ -210,6 +210,12 @@ static void note_drained(coil_sock *s, ssize_t got, size_t asked)
         s->flags &= ~COIL__SOCK_RD_READY;
 }
 
+bool coil__sock_rd_drained(const coil_sock *s)
+{
+    return (s->flags & COIL__SOCK_REGISTERED) &&
+           !(s->flags & (COIL__SOCK_RD_READY | COIL__SOCK_RD_HUP));
+}
+
 static ssize_t recv_retrying(coil_sock *s, void *buf, size_t len, int64_t deadline)
 {
     RETRY_ON_EAGAIN(s, false, deadline, recv(s->fd, buf, len, 0));

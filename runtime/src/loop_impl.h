@@ -244,6 +244,9 @@ bool coil__sock_rx_has(const struct coil_sock *s);
 /* uring_net.c: a multishot receive is in flight on s, so whatever the peer
  * sends (or its end of stream) is queued without anyone asking */
 bool coil__sock_rx_watched(const struct coil_sock *s);
+/* backend_epoll.c: s is registered and no readable edge, end of stream or
+ * error was reported since a receive emptied it (see note_drained) */
+bool coil__sock_rd_drained(const struct coil_sock *s);
 
 /* net.c */
 void coil__sock_park_fire(struct coil_sock *s, bool timed_out);

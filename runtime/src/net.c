@@ -183,12 +183,7 @@ bool coil_sock_rx_quiet(const coil_sock *s)
 {
     if (coil__sock_rx_has(s))
         return false;
-    if (coil__sock_rx_watched(s))
-        return true;
-    /* epoll: the readable flag is cleared by a short receive (see
-     * note_drained in backend_epoll.c) and raised by the next edge. */
-    return (s->flags & COIL__SOCK_REGISTERED) &&
-           !(s->flags & (COIL__SOCK_RD_READY | COIL__SOCK_RD_HUP));
+    return coil__sock_rx_watched(s) || coil__sock_rd_drained(s);
 }
 
 bool coil_sock_rx_more(const coil_sock *s)
