@@ -194,6 +194,7 @@ class Env:
         self.proxy = os.path.join(b, "proxy", "coil-proxy")
         self.responder = os.path.join(b, "bench", "bench_responder")
         self.responder_uring = os.path.join(b, "bench", "bench_responder_uring")
+        self.relay_uring = os.path.join(b, "bench", "bench_relay_uring")
         self.nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
         self.haproxy = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
         self.n = 0
@@ -256,6 +257,9 @@ upstream = up
         if name == "haproxy":
             conf = fill("haproxy.cfg.in", f"{d}/haproxy.cfg", PORT=PORT, UPSTREAM=up)
             return Server([self.haproxy, "-db", "-f", conf], SERVER_CPU, PORT, logpath=f"{d}/log")
+        if name == "relay-io_uring":
+            return Server([self.relay_uring, "--port", str(PORT), "--upstream", up], SERVER_CPU, PORT,
+                          logpath=f"{d}/log")
         raise ValueError(name)
 
     def available(self, name):
@@ -570,7 +574,8 @@ def chart(cases, results, png, tmp):
     if not shutil.which("gnuplot"):
         log("gnuplot missing: no chart")
         return False
-    names = [n for n in ("coil-io_uring", "coil-epoll", "nginx", "haproxy", "responder", "responder-io_uring")
+    names = [n for n in ("coil-io_uring", "coil-epoll", "nginx", "haproxy", "responder", "responder-io_uring",
+                         "relay-io_uring")
              if any(results[c.key].get(n) for c in cases if c.kind not in ("idle", "big"))]
     rows = []
     for case in cases:
@@ -693,7 +698,8 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="coil-bench-")
     env = Env(args, tmp)
-    missing = [b for b in (env.hello, env.proxy, env.responder, env.responder_uring) if not os.access(b, os.X_OK)]
+    missing = [b for b in (env.hello, env.proxy, env.responder, env.responder_uring, env.relay_uring)
+               if not os.access(b, os.X_OK)]
     if missing:
         log("bench: not built: " + ", ".join(missing))
         shutil.rmtree(tmp, ignore_errors=True)
@@ -703,12 +709,14 @@ def main():
     all_cases = [
         Case("hello", f"hello, keep-alive, {args.conns} connections",
              ["coil-io_uring", "coil-epoll", "nginx", "responder", "responder-io_uring"], "hello",
-             pairs=[("coil-io_uring", "coil-epoll"), ("coil-io_uring", "responder-io_uring")]),
+             pairs=[("coil-io_uring", "coil-epoll"), ("coil-io_uring", "responder-io_uring"),
+                    ("responder-io_uring", "responder")]),
         Case("pipeline", f"hello, {args.conns} connections, pipelined 16 deep",
              ["coil-io_uring", "coil-epoll", "nginx", "responder", "responder-io_uring"], "hello"),
         Case("proxy", f"small GET through the proxy, {args.conns} connections (upstream: bench_responder on CPU 1)",
-             ["coil-io_uring", "coil-epoll", "nginx", "haproxy"], "proxy",
-             pairs=[("coil-io_uring", "haproxy"), ("coil-epoll", "haproxy")]),
+             ["coil-io_uring", "coil-epoll", "nginx", "haproxy", "relay-io_uring"], "proxy",
+             pairs=[("coil-io_uring", "haproxy"), ("coil-epoll", "haproxy"),
+                    ("coil-io_uring", "relay-io_uring"), ("relay-io_uring", "haproxy")]),
         Case("big", "1 GiB through the proxy, hyperfine over curl (upstream on CPU 1; ×N to haproxy, nginx cannot echo)",
              ["coil-io_uring", "coil-epoll", "nginx", "haproxy"], "big", base="haproxy"),
         Case("idle", f"{args.idle_conns} idle keep-alive connections",
