@@ -488,13 +488,15 @@ METRICS = {
     "down_cpu_ms": ("down CPU ms", "{:.0f}", False),
     "echo_s": ("1 GiB up+echo s", "{:.2f}", False),
     "echo_cpu_ms": ("up+echo CPU ms", "{:.0f}", False),
+    "down_hwm_kb": ("down peak RSS MiB", None, False),
+    "echo_hwm_kb": ("up+echo peak RSS MiB", None, False),
 }
 
 
 def fmt(key, v):
     if v is None:
         return "–"
-    if key == "hwm_kb":
+    if key.endswith("hwm_kb"):
         return f"{v / 1024:.1f}"
     return METRICS[key][1].format(v)
 
