@@ -291,7 +291,7 @@ static int uring_init(struct coil__loop *l)
     st->notify_efd = -1;
     bool want_ms = !(l->opts.flags & COIL_LOOP_NO_MULTISHOT) && kernel_at_least(6, 0);
     if (want_ms && bufring_setup(l) == 0)
-        st->multishot = true;
+        st->multishot = st->recv_cap = true;
     arm_eventfd(l);
     return 0;
 }

@@ -54,6 +54,7 @@ struct coil__sock_rx {
     bool armed;          /* ms in flight */
     bool cancelling;     /* a cancel for ms was submitted */
     bool is_poll;        /* ms is a POLL_ADD (park without multishot recv) */
+    bool capped;         /* ms is a receive with a byte cap (recv_cap) */
     union {
         struct rx_entry one; /* size == 1 */
         struct rx_entry *q;  /* size > 1 */
@@ -65,6 +66,10 @@ typedef struct uring_state {
     struct io_uring ring;
     unsigned setup_flags;
     bool multishot;          /* multishot recv + accept + buffer ring usable */
+    /* The kernel ends a multishot receive by itself after a byte cap
+     * (sqe->optlen, Linux 6.15). Assumed until a capped receive fails with
+     * EINVAL, which is how older kernels refuse the field. */
+    bool recv_cap;
     bool efd_armed;
     int notify_efd;          /* registered eventfd behind coil_loop_fd, or -1 */
     struct io_uring_buf_ring *br;

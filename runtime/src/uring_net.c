@@ -46,7 +46,11 @@ static int rx_ensure(coil_sock *s)
 }
 
 /* Entries at which the multishot is stopped, so that a slow task cannot
- * drain the buffer ring (a listener: a backlog's worth). */
+ * drain the buffer ring (a listener: a backlog's worth). A receive also
+ * asks the kernel to stop by itself after as many full buffers (rx_arm_kind):
+ * a cancel comes too late for a fast stream, whose multishot keeps taking
+ * buffers until the task next runs and so drains the ring, moving every
+ * socket of the loop to single-shot receives and widening the window. */
 static uint32_t rx_cap(const coil_sock *s)
 {
     return (s->flags & COIL__SOCK_LISTENER) ? 64 : s->loop->opts.bufs_per_sock;
@@ -168,6 +172,15 @@ static void ms_on_cqe(coil__uring_op *op, int32_t res, uint32_t flags, bool more
     if (!more) {
         rx->armed = false;
         rx->cancelling = false;
+        if (rx->capped && res == -EINVAL && US(l)->recv_cap) {
+            /* A kernel without the byte cap refused the field before
+             * receiving anything: the reader arms again without it. */
+            US(l)->recv_cap = false;
+            wake_reader(s);
+            if (s->flags & COIL__SOCK_PARKED)
+                coil__sock_park_fire(s, false);
+            return;
+        }
     }
     if (flags & IORING_CQE_F_BUFFER) {
         uint32_t id = flags >> IORING_CQE_BUFFER_SHIFT;
@@ -220,10 +233,13 @@ static int rx_arm_kind(coil_sock *s, bool poll)
         io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BGID;
+        if (US(s->loop)->recv_cap)
+            sqe->file_index = rx_cap(s) * s->loop->bufs.size; /* optlen in newer headers */
     }
     coil__uring_tag(sqe, &rx->ms);
     rx->armed = true;
     rx->is_poll = poll;
+    rx->capped = !poll && !(s->flags & COIL__SOCK_LISTENER) && US(s->loop)->recv_cap;
     return 0;
 }
 
