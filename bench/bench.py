@@ -92,14 +92,15 @@ def tree_pids(pid):
     return out
 
 
-def cpu_ticks(pid):
-    """utime+stime of the process tree; /proc/PID/stat covers all threads."""
+def cpu_ticks(pid, kernel_only=False):
+    """utime+stime (stime alone with kernel_only) of the process tree;
+    /proc/PID/stat covers all threads."""
     total = 0
     for p in tree_pids(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += int(fields[12]) + (0 if kernel_only else int(fields[11]))
         except OSError:
             pass
     return total
@@ -365,14 +366,15 @@ def measure_wrk_case(env, case, name, rnd, args, tmp):
             return run_wrk(args.conns, sec, script)
 
         load(1)  # warm up: connections, pools, page faults out of the numbers
-        t0 = cpu_ticks(srv.pid)
+        t0, k0 = cpu_ticks(srv.pid), cpu_ticks(srv.pid, kernel_only=True)
         r = load(args.duration)
-        t1 = cpu_ticks(srv.pid)
+        t1, k1 = cpu_ticks(srv.pid), cpu_ticks(srv.pid, kernel_only=True)
         res = {"rps": r["rps"], "p50": r["p50"], "p99": r["p99"]}
         ok = r["requests"] > 0 and r["bad"] == 0
         if not ok:
             log(f"  {name}: no valid answers: {r['raw'].strip()[-300:]}")
         res["cpu_us"] = (t1 - t0) * 1e6 / TICK / r["requests"] if r["requests"] else None
+        res["sys_us"] = (k1 - k0) * 1e6 / TICK / r["requests"] if r["requests"] else None
         # Every round, so that the count gets a spread like the rest: one
         # short run under tracepoints moved by up to 4x between runs.
         if not args.no_syscalls:
@@ -481,6 +483,7 @@ METRICS = {
     "p50": ("p50 ms", "{:.3f}", False),
     "p99": ("p99 ms", "{:.3f}", False),
     "cpu_us": ("CPU µs/req", "{:.2f}", False),
+    "sys_us": ("of it kernel µs", "{:.2f}", False),
     "syscalls": ("syscalls/req", "{:.2f}", False),
     "hwm_kb": ("peak RSS MiB", None, False),
     "rss_per_conn": ("RSS B/idle conn", "{:,.0f}", False),
