@@ -70,6 +70,9 @@ typedef struct uring_state {
      * (sqe->optlen, Linux 6.15). Assumed until a capped receive fails with
      * EINVAL, which is how older kernels refuse the field. */
     bool recv_cap;
+    /* Tests: capped receives also carry a field every kernel refuses with
+     * EINVAL, so that the way back from the cap runs on a kernel that has it. */
+    bool refuse_cap;
     bool efd_armed;
     int notify_efd;          /* registered eventfd behind coil_loop_fd, or -1 */
     struct io_uring_buf_ring *br;

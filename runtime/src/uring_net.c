@@ -163,6 +163,8 @@ static void rx_nonempty(coil_sock *s, uint32_t cqe_flags)
         s->flags &= ~COIL__SOCK_RX_NONEMPTY;
 }
 
+static int rx_arm(coil_sock *s);
+
 static void ms_on_cqe(coil__uring_op *op, int32_t res, uint32_t flags, bool more)
 {
     coil_sock *s = op->s;
@@ -172,12 +174,17 @@ static void ms_on_cqe(coil__uring_op *op, int32_t res, uint32_t flags, bool more
     if (!more) {
         rx->armed = false;
         rx->cancelling = false;
-        if (rx->capped && res == -EINVAL && US(l)->recv_cap) {
+        if (rx->capped && res == -EINVAL) {
             /* A kernel without the byte cap refused the field before
-             * receiving anything: the reader arms again without it. */
+             * receiving anything (every socket armed meanwhile gets the same
+             * answer): arm again without it, here for a parked socket, in
+             * the reader for the others. */
             US(l)->recv_cap = false;
+            bool parked = s->flags & COIL__SOCK_PARKED;
+            if (parked && !(s->flags & COIL__SOCK_CLOSING) && rx_arm(s) == 0)
+                return;
             wake_reader(s);
-            if (s->flags & COIL__SOCK_PARKED)
+            if (parked)
                 coil__sock_park_fire(s, false);
             return;
         }
@@ -233,8 +240,11 @@ static int rx_arm_kind(coil_sock *s, bool poll)
         io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BGID;
-        if (US(s->loop)->recv_cap)
+        if (US(s->loop)->recv_cap) {
             sqe->file_index = rx_cap(s) * s->loop->bufs.size; /* optlen in newer headers */
+            if (US(s->loop)->refuse_cap)
+                sqe->addr2 = 1; /* refused by every kernel */
+        }
     }
     coil__uring_tag(sqe, &rx->ms);
     rx->armed = true;

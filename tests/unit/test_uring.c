@@ -1,7 +1,8 @@
 /* The io_uring backend's own hazards, whatever COIL_BACKEND says: a buffer
  * ring that runs dry, a completion queue that overflows, the single-shot
- * fallback, completions of cancelled operations, and parked connections that
- * hold neither a buffer nor a stack. Skips (77) where io_uring is not
+ * fallback, completions of cancelled operations, parked connections that
+ * hold neither a buffer nor a stack, and the receive's byte cap (kept to by
+ * a fast stream, dropped when a kernel refuses it). Skips (77) where io_uring is not
  * allowed. */
 #include "net_fixture.h"
 #include "uring_impl.h"
@@ -808,6 +809,86 @@ static void test_fast_stream_keeps_to_its_share(void **state)
            FS_LEN >> 20, (unsigned long long)f.most_in_use);
 }
 
+/* ---- a kernel that refuses the cap ---- */
+
+typedef struct refusal {
+    coil_sock c, s, c2, s2;
+    char parked_got[8], read_got[8];
+    ssize_t parked_n, read_n;
+    bool sent;             /* the bytes went out */
+    bool parked_early;     /* the parked socket's task ran before they did */
+    bool capped_after;
+} refusal;
+
+static int refusal_parked(void *arg)
+{
+    refusal *r = arg;
+    r->parked_early = !r->sent;
+    r->parked_n = coil_recv(&r->s, r->parked_got, sizeof(r->parked_got),
+                            coil_deadline_in(&loop, 5000 * MS));
+    return 0;
+}
+
+static int refusal_reader(void *arg)
+{
+    refusal *r = arg;
+    coil_buf b;
+    r->read_n = coil_recv_buf(&r->s2, &b, coil_deadline_in(&loop, 5000 * MS));
+    if (r->read_n > 0) {
+        memcpy(r->read_got, b.data, b.len < sizeof(r->read_got) ? b.len : sizeof(r->read_got));
+        coil_buf_release(&b);
+    }
+    r->capped_after = r->s2.rx && r->s2.rx->capped;
+    return 0;
+}
+
+static int refusal_main(void *arg)
+{
+    refusal *r = arg;
+    if (pair(&r->c, &r->s) < 0 || pair(&r->c2, &r->s2) < 0)
+        return -1;
+    /* Both receives are armed capped in this turn, before the refusal of
+     * either comes back: one parked socket, one with a reader waiting. */
+    coil_task *reader;
+    coil_spawn(&loop, refusal_reader, r, &reader);
+    int err = coil_park(&r->s, refusal_parked, r, coil_deadline_in(&loop, 5000 * MS));
+    coil_yield();
+    coil_sleep(20 * MS);
+    r->sent = true;
+    if (!err && (coil_send(&r->c, "ab", 2, COIL_NO_DEADLINE) != 2 ||
+                 coil_send(&r->c2, "cd", 2, COIL_NO_DEADLINE) != 2))
+        err = -EIO;
+    coil_join(reader, NULL);
+    while (!err && !r->parked_n)
+        coil_sleep(1 * MS);
+    coil_close(&r->c);
+    coil_close(&r->s);
+    coil_close(&r->c2);
+    coil_close(&r->s2);
+    return err;
+}
+
+/* Kernels before 6.15 refuse the receive's byte cap with EINVAL before
+ * receiving anything. The loop then drops the cap and arms again, for a
+ * parked socket as for one with a reader; no error reaches either. */
+static void test_refused_cap_is_dropped(void **state)
+{
+    (void)state;
+    uring_state *st = US(coil__L(&loop));
+    if (!st->recv_cap)
+        skip(); /* this kernel refused the cap already */
+    st->refuse_cap = true;
+    refusal r = { 0 };
+    assert_int_equal(harness_run(&loop, refusal_main, &r), 0);
+    assert_false(st->recv_cap);
+    assert_false(r.parked_early); /* armed again, not handed to a task */
+    assert_int_equal(r.parked_n, 2);
+    assert_memory_equal(r.parked_got, "ab", 2);
+    assert_int_equal(r.read_n, 2);
+    assert_memory_equal(r.read_got, "cd", 2);
+    assert_false(r.capped_after);
+}
+
 /* Exits 77 when io_uring cannot be used here, as liburing's tests do. */
 static int probe(void)
 {
@@ -892,6 +973,7 @@ int main(void)
                                         net_teardown),
         cmocka_unit_test_setup_teardown(test_fast_stream_keeps_to_its_share, setup_default,
                                         net_teardown),
+        cmocka_unit_test_setup_teardown(test_refused_cap_is_dropped, setup_default, net_teardown),
     };
     return HARNESS_RUN(tests);
 }
