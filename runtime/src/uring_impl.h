@@ -67,8 +67,8 @@ typedef struct uring_state {
     unsigned setup_flags;
     bool multishot;          /* multishot recv + accept + buffer ring usable */
     /* The kernel ends a multishot receive by itself after a byte cap
-     * (sqe->optlen, Linux 6.15). Assumed until a capped receive fails with
-     * EINVAL, which is how older kernels refuse the field. */
+     * (sqe->optlen; this machine's 6.18 has it). Assumed until a capped
+     * receive fails with EINVAL, which is how older kernels refuse the field. */
     bool recv_cap;
     /* Tests: capped receives also carry a field every kernel refuses with
      * EINVAL, so that the way back from the cap runs on a kernel that has it. */

@@ -791,7 +791,7 @@ static void test_fast_stream_keeps_to_its_share(void **state)
 {
     (void)state;
     if (!US(coil__L(&loop))->recv_cap)
-        skip(); /* a kernel before 6.15 refused the cap: the cancel alone bounds it */
+        skip(); /* this kernel refused the cap: the cancel alone bounds it */
     fast_stream f = { 0 };
     assert_int_equal(harness_run(&loop, fs_main, &f), 0);
     assert_int_equal(f.send_res, 0);
@@ -868,7 +868,7 @@ static int refusal_main(void *arg)
     return err;
 }
 
-/* Kernels before 6.15 refuse the receive's byte cap with EINVAL before
+/* Kernels without the receive's byte cap refuse it with EINVAL before
  * receiving anything. The loop then drops the cap and arms again, for a
  * parked socket as for one with a reader; no error reaches either. */
 static void test_refused_cap_is_dropped(void **state)
