@@ -82,6 +82,7 @@ typedef struct uring_state {
      * offered; the rest wait on the pool's LIFO stack (bufpool.c). */
     uint32_t br_posted;      /* in the ring, as counted from completions */
     uint32_t br_target;      /* window: grows when the ring runs dry */
+    uint64_t br_widened_turn; /* loop turn of the last widening (UINT64_MAX: none) */
     /* slot table */
     coil__uring_op **slot_op;
     uint32_t *slot_gen;

@@ -809,6 +809,101 @@ static void test_fast_stream_keeps_to_its_share(void **state)
            FS_LEN >> 20, (unsigned long long)f.most_in_use);
 }
 
+/* ---- one dry ring widens the window once ---- */
+
+#define WD_CONNS 48
+
+typedef struct widen {
+    coil_sock c[WD_CONNS], s[WD_CONNS];
+    int got;               /* readers that received their byte */
+    bool release;          /* readers may give their buffers back */
+} widen;
+
+typedef struct widen_reader {
+    widen *w;
+    int i;
+} widen_reader;
+
+static int widen_read(void *arg)
+{
+    widen_reader *r = arg;
+    coil_buf b;
+    if (coil_recv_buf(&r->w->s[r->i], &b, coil_deadline_in(&loop, 5000 * MS)) == 1) {
+        r->w->got++;
+        while (!r->w->release) /* hold the buffer, as a task still forwarding it */
+            coil_yield();
+        coil_buf_release(&b);
+    }
+    return 0;
+}
+
+/* One task per byte: a send waits for its completion, and the bytes are
+ * to arrive together. */
+static int widen_send(void *arg)
+{
+    widen_reader *r = arg;
+    return coil_send(&r->w->c[r->i], "x", 1, COIL_NO_DEADLINE) == 1 ? 0 : -EIO;
+}
+
+static int widen_main(void *arg)
+{
+    widen *w = arg;
+    widen_reader rd[WD_CONNS];
+    coil_task *t[WD_CONNS], *snd[WD_CONNS];
+    int opened = 0, err = 0;
+    for (; opened < WD_CONNS && !err; opened++)
+        err = pair(&w->c[opened], &w->s[opened]);
+    if (err)
+        return err;
+    for (int i = 0; i < WD_CONNS; i++) {
+        rd[i] = (widen_reader){ w, i };
+        coil_spawn(&loop, widen_read, &rd[i], &t[i]);
+    }
+    coil_sleep(10 * MS); /* every reader's receive is armed before a byte is sent */
+    for (int i = 0; i < WD_CONNS; i++)
+        coil_spawn(&loop, widen_send, &rd[i], &snd[i]);
+    for (int i = 0; i < WD_CONNS; i++) {
+        int res = 0;
+        coil_join(snd[i], &res);
+        err = err ? err : res;
+    }
+    while (!err && w->got < WD_CONNS)
+        if ((err = coil_sleep(1 * MS)) != 0)
+            break;
+    w->release = true;
+    for (int i = 0; i < WD_CONNS; i++)
+        coil_join(t[i], NULL);
+    for (int i = 0; i < opened; i++) {
+        coil_close(&w->c[i]);
+        coil_close(&w->s[i]);
+    }
+    return err;
+}
+
+/* Forty-eight sockets receive at once while the window offers sixteen
+ * buffers: the kernel answers ENOBUFS to each of the rest in the same turn.
+ * The window widens once for that, not once per socket (which took it to
+ * the whole pool at the first burst), and every reader still gets its byte
+ * through a single-shot receive. */
+static void test_dry_ring_widens_once(void **state)
+{
+    (void)state;
+    if (!kernel_has_multishot())
+        skip();
+    uring_state *st = US(coil__L(&loop));
+    uint32_t start = st->br_target;
+    widen w = { 0 };
+    assert_int_equal(harness_run(&loop, widen_main, &w), 0);
+    assert_int_equal(w.got, WD_CONNS);
+    coil_loop_stats s = loop_stats();
+    if (s.bufs_exhausted < 4 || st->br_target >= s.bufs_total)
+        fail_msg("window %u -> %u after %llu ENOBUFS (pool %llu)", start, st->br_target,
+                 (unsigned long long)s.bufs_exhausted, (unsigned long long)s.bufs_total);
+    printf("# %d sockets at once: %llu ENOBUFS, window %u -> %u of %llu\n", WD_CONNS,
+           (unsigned long long)s.bufs_exhausted, start, st->br_target,
+           (unsigned long long)s.bufs_total);
+}
+
 /* ---- a kernel that refuses the cap ---- */
 
 typedef struct refusal {
@@ -974,6 +1069,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fast_stream_keeps_to_its_share, setup_default,
                                         net_teardown),
         cmocka_unit_test_setup_teardown(test_refused_cap_is_dropped, setup_default, net_teardown),
+        cmocka_unit_test_setup_teardown(test_dry_ring_widens_once, setup_default, net_teardown),
     };
     return HARNESS_RUN(tests);
 }
