@@ -92,18 +92,24 @@ def tree_pids(pid):
     return out
 
 
-def cpu_ticks(pid, kernel_only=False):
-    """utime+stime (stime alone with kernel_only) of the process tree;
+def cpu_split(pid):
+    """(utime+stime, stime) of the process tree, read once;
     /proc/PID/stat covers all threads."""
-    total = 0
+    total = kernel = 0
     for p in tree_pids(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[12]) + (0 if kernel_only else int(fields[11]))
+            total += int(fields[11]) + int(fields[12])
+            kernel += int(fields[12])
         except OSError:
             pass
-    return total
+    return total, kernel
+
+
+def cpu_ticks(pid):
+    """utime+stime of the process tree."""
+    return cpu_split(pid)[0]
 
 
 def status_kb(pid, key):
@@ -366,9 +372,9 @@ def measure_wrk_case(env, case, name, rnd, args, tmp):
             return run_wrk(args.conns, sec, script)
 
         load(1)  # warm up: connections, pools, page faults out of the numbers
-        t0, k0 = cpu_ticks(srv.pid), cpu_ticks(srv.pid, kernel_only=True)
+        t0, k0 = cpu_split(srv.pid)
         r = load(args.duration)
-        t1, k1 = cpu_ticks(srv.pid), cpu_ticks(srv.pid, kernel_only=True)
+        t1, k1 = cpu_split(srv.pid)
         res = {"rps": r["rps"], "p50": r["p50"], "p99": r["p99"]}
         ok = r["requests"] > 0 and r["bad"] == 0
         if not ok:

@@ -232,6 +232,7 @@ static int rx_arm_kind(coil_sock *s, bool poll)
     struct io_uring_sqe *sqe = coil__uring_start(s->loop, &rx->ms);
     if (!sqe)
         return -ENOMEM;
+    rx->capped = false;
     if (poll) {
         io_uring_prep_poll_add(sqe, s->fd, POLLIN | POLLRDHUP);
     } else if (s->flags & COIL__SOCK_LISTENER) {
@@ -240,7 +241,8 @@ static int rx_arm_kind(coil_sock *s, bool poll)
         io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BGID;
-        if (US(s->loop)->recv_cap) {
+        rx->capped = US(s->loop)->recv_cap;
+        if (rx->capped) {
             sqe->file_index = rx_cap(s) * s->loop->bufs.size; /* optlen in newer headers */
             if (US(s->loop)->refuse_cap)
                 sqe->addr2 = 1; /* refused by every kernel */
@@ -249,7 +251,6 @@ static int rx_arm_kind(coil_sock *s, bool poll)
     coil__uring_tag(sqe, &rx->ms);
     rx->armed = true;
     rx->is_poll = poll;
-    rx->capped = !poll && !(s->flags & COIL__SOCK_LISTENER) && US(s->loop)->recv_cap;
     return 0;
 }
 

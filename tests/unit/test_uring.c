@@ -1,9 +1,9 @@
 /* The io_uring backend's own hazards, whatever COIL_BACKEND says: a buffer
- * ring that runs dry, a completion queue that overflows, the single-shot
- * fallback, completions of cancelled operations, parked connections that
- * hold neither a buffer nor a stack, and the receive's byte cap (kept to by
- * a fast stream, dropped when a kernel refuses it). Skips (77) where io_uring is not
- * allowed. */
+ * ring that runs dry (and the window it widens), a completion queue that
+ * overflows, the single-shot fallback, completions of cancelled operations,
+ * parked connections that hold neither a buffer nor a stack, and the
+ * receive's byte cap (kept to by a fast stream, dropped when a kernel
+ * refuses it). Skips (77) where io_uring is not allowed. */
 #include "net_fixture.h"
 #include "uring_impl.h"
 
@@ -82,22 +82,27 @@ typedef struct ex_conn {
 
 static ex_conn *exc;
 
+/* Sends the first len bytes of stream seed on c, chunk_len at a time through
+ * the caller's chunk, then shuts the sending side. Returns 0, or the failed
+ * send's error (-EPIPE for a short one) with the stream left open. */
+static int send_pattern(coil_sock *c, size_t len, unsigned seed, unsigned char *chunk,
+                        size_t chunk_len)
+{
+    for (size_t off = 0; off < len; off += chunk_len) {
+        for (size_t k = 0; k < chunk_len; k++)
+            chunk[k] = pattern(off + k, seed);
+        ssize_t n = coil_send(c, chunk, chunk_len, coil_deadline_in(&loop, 20000 * MS));
+        if (n != (ssize_t)chunk_len)
+            return n < 0 ? (int)n : -EPIPE;
+    }
+    return coil_shutdown(c, SHUT_WR);
+}
+
 static int ex_sender(void *arg)
 {
     ex_conn *x = arg;
     unsigned char chunk[4096];
-    size_t off = 0;
-    while (off < EX_LEN) {
-        for (size_t k = 0; k < sizeof(chunk); k++)
-            chunk[k] = pattern(off + k, x->seed);
-        ssize_t n = coil_send(&x->c, chunk, sizeof(chunk), coil_deadline_in(&loop, 20000 * MS));
-        if (n != (ssize_t)sizeof(chunk)) {
-            x->send_res = n < 0 ? (int)n : -EPIPE;
-            return 0;
-        }
-        off += sizeof(chunk);
-    }
-    x->send_res = coil_shutdown(&x->c, SHUT_WR);
+    x->send_res = send_pattern(&x->c, EX_LEN, x->seed, chunk, sizeof(chunk));
     return 0;
 }
 
@@ -722,6 +727,7 @@ static void test_quiet_loop_touches_few_buffers(void **state)
 
 #define FS_LEN (4 * 1024 * 1024)
 #define FS_CHUNK (64 * 1024)
+#define FS_SEED 7
 
 typedef struct fast_stream {
     coil_sock c, s;
@@ -733,17 +739,8 @@ typedef struct fast_stream {
 static int fs_sender(void *arg)
 {
     fast_stream *f = arg;
-    static unsigned char chunk[FS_CHUNK];
-    for (size_t off = 0; off < FS_LEN; off += FS_CHUNK) {
-        for (size_t k = 0; k < FS_CHUNK; k++)
-            chunk[k] = pattern(off + k, 7);
-        ssize_t n = coil_send(&f->c, chunk, FS_CHUNK, coil_deadline_in(&loop, 20000 * MS));
-        if (n != FS_CHUNK) {
-            f->send_res = n < 0 ? (int)n : -EPIPE;
-            return 0;
-        }
-    }
-    f->send_res = coil_shutdown(&f->c, SHUT_WR);
+    static unsigned char chunk[FS_CHUNK]; /* larger than a task's stack likes */
+    f->send_res = send_pattern(&f->c, FS_LEN, FS_SEED, chunk, FS_CHUNK);
     return 0;
 }
 
@@ -759,7 +756,7 @@ static int fs_reader(void *arg)
             f->most_in_use = st.bufs_in_use;
         if (n <= 0)
             return n < 0 ? (int)n : 0;
-        check_pattern(&b, f->got, 7, &f->bad);
+        check_pattern(&b, f->got, FS_SEED, &f->bad);
         f->got += (size_t)n;
         coil_buf_release(&b);
         for (int i = 0; i < 4; i++)
