@@ -587,7 +587,7 @@ static int check_target(coil__http_parser *p)
 
 /* Framing (RFC 9112 6.1, 6.3) from the Transfer-Encoding and
  * Content-Length fields seen. */
-static int check_framing(coil__http_parser *p, bool v11)
+static int check_framing(coil__http_parser *p, bool v11, bool ll_chunked)
 {
     coil__http_head *h = &p->head;
     h->content_length = p->m.cl_count ? p->m.cl_value : -1;
@@ -595,7 +595,6 @@ static int check_framing(coil__http_parser *p, bool v11)
      * Where their readings of Transfer-Encoding differ ("chunked" followed
      * by a tab, a trailing comma), one would read a body the other does
      * not: refuse rather than pick one. */
-    bool ll_chunked = (p->ll.flags & F_CHUNKED) != 0;
     if (!p->m.te_count)
         return ll_chunked ? fail(p, 400, "ambiguous Transfer-Encoding") : 0;
     if (!v11)
@@ -616,28 +615,24 @@ static int check_framing(coil__http_parser *p, bool v11)
     return 0;
 }
 
-static int on_headers_complete(llhttp_t *ll)
+/* The head is complete, its start line and fields in p->head (whichever
+ * path took it): what it means for the target, the framing and the
+ * connection. ll_chunked: llhttp's own reading of Transfer-Encoding. */
+static int head_complete(coil__http_parser *p, bool ll_chunked)
 {
-    coil__http_parser *p = P(ll);
     coil__http_head *h = &p->head;
-    if (!p->m.version_seen)
-        return fail(p, 505, "HTTP/0.9 is not supported");
-    h->version_major = ll->http_major;
-    h->version_minor = ll->http_minor;
-    bool v11 = ll->http_minor == 1;
+    bool v11 = h->version_minor == 1;
     int err;
     if (p->is_request) {
-        h->method_id = ll->method;
         if ((err = check_target(p)) != 0)
             return err;
         if (v11 && !p->m.host_count)
             return fail(p, 400, "missing Host");
     } else {
-        h->status = ll->status_code;
         if (h->status < 100 || h->status > 599)
             return fail(p, 502, "invalid status code");
     }
-    if ((err = check_framing(p, v11)) != 0)
+    if ((err = check_framing(p, v11, ll_chunked)) != 0)
         return err;
 
     if (p->is_request) {
@@ -655,7 +650,7 @@ static int on_headers_complete(llhttp_t *ll)
          * their fields say; llhttp 8.1 would read a 204's Content-Length. */
         if (m == HTTP_HEAD || s / 100 == 1 || s == 204 || s == 304 ||
             (m == HTTP_CONNECT && s / 100 == 2)) {
-            ll->flags |= F_SKIPBODY;
+            p->m.skip_body = true;
         } else if (h->chunked || p->m.cl_count) {
             h->has_body = h->chunked || h->content_length > 0;
         } else {
@@ -678,6 +673,26 @@ static int on_headers_complete(llhttp_t *ll)
     } else {
         h->upgrade = h->status == 101 && p->m.conn_upgrade && p->m.upgrade_field;
     }
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+    coil__http_parser *p = P(ll);
+    coil__http_head *h = &p->head;
+    if (!p->m.version_seen)
+        return fail(p, 505, "HTTP/0.9 is not supported");
+    h->version_major = ll->http_major;
+    h->version_minor = ll->http_minor;
+    if (p->is_request)
+        h->method_id = ll->method;
+    else
+        h->status = ll->status_code;
+    int err = head_complete(p, (ll->flags & F_CHUNKED) != 0);
+    if (err)
+        return err;
+    if (p->m.skip_body)
+        ll->flags |= F_SKIPBODY;
     p->m.pending = PEND_HEAD;
     return HPE_PAUSED;
 }
@@ -921,6 +936,94 @@ static coil__http_event stop(coil__http_parser *p, int state, coil__http_event e
     return ev;
 }
 
+/* Everything kept per message, except llhttp's own state. */
+static void reset_message(coil__http_parser *p)
+{
+    p->head = (coil__http_head){ .method_id = -1, .content_length = -1, .fields = p->field_mem };
+    p->chunk = NULL;
+    p->chunk_len = 0;
+    p->error_status = 0;
+    p->error_reason = NULL;
+    p->body_seen = 0;
+    p->arena_used = 0;
+    memset(&p->m, 0, sizeof(p->m));
+    p->m.state = ST_HEAD;
+    scan_start(p, true);
+}
+
+/* ---- the plain head (plain_head.c) and its sized body ---- */
+
+/* What coil__http_plain_head() took, read as on_headers_complete() reads
+ * llhttp's. False, with the message reset, for a head whose meaning needs
+ * llhttp (a coding to frame, an upgrade, a response that ends with its
+ * head or with the connection) or that is wrong: llhttp then reads it
+ * again, and names the error where llhttp would. */
+static bool plain_head_means(coil__http_parser *p)
+{
+    coil__http_head *h = &p->head;
+    for (uint32_t i = 0; i < h->nfields; i++) {
+        const coil__http_field *f = &h->fields[i];
+        int64_t cl;
+        if (COIL__HTTP_IS(f->name, f->name_len, "transfer-encoding") ||
+            COIL__HTTP_IS(f->name, f->name_len, "upgrade"))
+            return false;
+        /* llhttp refuses a second Content-Length, lists, and HTAB around
+         * the digits (the raw line is in the arena, up to its CR). */
+        if (COIL__HTTP_IS(f->name, f->name_len, "content-length")) {
+            if (p->m.cl_count || coil__http_parse_length(f->value, f->value_len, &cl) < 0)
+                return false;
+            for (const char *c = f->name + f->name_len + 1; *c != '\r'; c++)
+                if (*c == '\t')
+                    return false;
+        }
+        if (field_meaning(p, f) != 0)
+            return false;
+    }
+    if (!p->is_request) {
+        int st = h->status, m = p->request_method;
+        if (!p->m.cl_count || m == HTTP_HEAD || m == HTTP_CONNECT || st < 200 || st == 204 ||
+            st == 304)
+            return false;
+    }
+    return head_complete(p, false) == 0;
+}
+
+static coil__http_event plain_head(coil__http_parser *p, const char *data, size_t len,
+                                   size_t *used)
+{
+    size_t n = coil__http_plain_head(p, data, len);
+    if (!n || !plain_head_means(p)) {
+        reset_message(p);
+        return COIL__HTTP_NEED_MORE; /* not taken */
+    }
+    p->m.sized_body = true;
+    p->m.body_left = p->head.has_body ? (uint64_t)p->head.content_length : 0;
+    p->m.msg_bytes = n;
+    return stop(p, ST_BODY, COIL__HTTP_HEAD, n, used);
+}
+
+static coil__http_event sized_body(coil__http_parser *p, const char *data, size_t len,
+                                   size_t *used)
+{
+    uint64_t left = p->m.body_left;
+    if (!left)
+        return stop(p, ST_DONE, COIL__HTTP_DONE, 0, used);
+    if (!len)
+        return stop(p, ST_BODY, COIL__HTTP_NEED_MORE, 0, used);
+    size_t n = len < left ? len : (size_t)left;
+    if (over_body_limit(p, n)) {
+        /* Consumed, as llhttp reports the bytes of a span it was given. */
+        fail(p, 413, "body too large");
+        return stop(p, ST_ERROR, COIL__HTTP_ERROR, n, used);
+    }
+    p->body_seen += n;
+    p->chunk = data;
+    p->chunk_len = n;
+    p->m.body_left = left - n;
+    p->m.msg_bytes += n;
+    return stop(p, ST_BODY, COIL__HTTP_BODY, n, used);
+}
+
 coil__http_event coil__http_parser_feed(coil__http_parser *p, const char *data, size_t len,
                                         size_t *used)
 {
@@ -932,6 +1035,13 @@ coil__http_event coil__http_parser_feed(coil__http_parser *p, const char *data, 
     if (!data) {
         data = "";
         len = 0;
+    }
+    if (p->m.sized_body)
+        return sized_body(p, data, len, used);
+    if (p->m.msg_bytes == 0 && p->m.state == ST_HEAD && len && !p->plain_head_off) {
+        coil__http_event ev = plain_head(p, data, len, used);
+        if (ev != COIL__HTTP_NEED_MORE)
+            return ev;
     }
     size_t off = 0;
     for (;;) {
@@ -1031,7 +1141,7 @@ bool coil__http_parser_body_ahead(const coil__http_parser *p, const char *data, 
     if (p->m.state != ST_BODY)
         return false;
     /* llhttp counts down what the body (or the current chunk) still owes. */
-    uint64_t owed = p->ll.content_length;
+    uint64_t owed = p->m.sized_body ? p->m.body_left : p->ll.content_length;
     if (!p->head.chunked) {
         if (!p->m.until_close && owed == 0)
             return false; /* a sized body that is complete */
@@ -1052,21 +1162,6 @@ bool coil__http_parser_body_ahead(const coil__http_parser *p, const char *data, 
     return false;
 }
 
-/* Everything kept per message, except llhttp's own state. */
-static void reset_message(coil__http_parser *p)
-{
-    p->head = (coil__http_head){ .method_id = -1, .content_length = -1, .fields = p->field_mem };
-    p->chunk = NULL;
-    p->chunk_len = 0;
-    p->error_status = 0;
-    p->error_reason = NULL;
-    p->body_seen = 0;
-    p->arena_used = 0;
-    memset(&p->m, 0, sizeof(p->m));
-    p->m.state = ST_HEAD;
-    scan_start(p, true);
-}
-
 void coil__http_parser_reset(coil__http_parser *p)
 {
     llhttp_reset(&p->ll);
@@ -1085,6 +1180,7 @@ void coil__http_parser_init(coil__http_parser *p, bool is_request, const coil__h
     p->arena = arena;
     p->arena_size = arena_size;
     p->request_method = -1;
+    p->plain_head_off = false;
 
     /* The fields array takes the aligned end of the arena, at most half. */
     const size_t fsz = sizeof(coil__http_field), falign = _Alignof(coil__http_field);

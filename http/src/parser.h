@@ -97,6 +97,9 @@ typedef struct coil__http_parser {
     bool is_request;
     /* response parsing: the request method decides whether a body follows */
     int request_method;
+    /* Every head through llhttp and the scanner, none through
+     * coil__http_plain_head(): for the tests that compare the two. */
+    bool plain_head_off;
     struct {                  /* per message: zeroed by coil__http_parser_reset() */
         int state;
         int pending;          /* event recorded by a callback */
@@ -104,6 +107,9 @@ typedef struct coil__http_parser {
         bool field_open;      /* collecting a field value */
         bool version_seen;
         bool until_close;     /* response body delimited by the end of the connection */
+        bool sized_body;      /* a plain head: the body is framed here, not by llhttp */
+        bool skip_body;       /* a response that ends with its head (HEAD, 1xx, 204, 304) */
+        uint64_t body_left;   /* sized_body: bytes of it still to come */
         bool conn_close, conn_keep_alive, conn_upgrade, upgrade_field, expect_100;
         char version[4];      /* "1.1"; longer versions only counted */
         uint32_t version_len;
@@ -168,6 +174,15 @@ coil__http_event coil__http_parser_finish(coil__http_parser *p);
  * data after it, the last chunk) does not count. */
 bool coil__http_parser_body_ahead(const coil__http_parser *p, const char *data, size_t len,
                                   bool sock_more);
+
+/* plain_head.c: if data[0..len) starts with a whole head of the plainest
+ * kind (a common method, an origin-form target, HTTP/1.1 or 1.0, fields of
+ * printable ASCII, within every limit), copies it into the arena, fills
+ * p->head's start line and fields (no field's meaning is looked at) and
+ * returns its length through the empty line. Returns 0 for anything else,
+ * having written p->head in part: reset the message and leave the bytes to
+ * llhttp. Call only at a message's first byte. */
+size_t coil__http_plain_head(coil__http_parser *p, const char *data, size_t len);
 
 /* Readies p for the next message on the same connection. */
 void coil__http_parser_reset(coil__http_parser *p);

@@ -479,3 +479,52 @@ void fz_body_free(fz_body *b)
 {
     fz_chunked_free(&b->ch);
 }
+
+/* FNV-1a over the bytes. */
+static uint64_t mix(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t mix_str(uint64_t h, const char *s, uint32_t n)
+{
+    uint32_t len = s ? n : UINT32_MAX; /* NULL differs from empty */
+    h = mix(h, &len, sizeof(len));
+    return s ? mix(h, s, n) : h;
+}
+
+uint64_t fz_digest(uint64_t h, coil__http_event ev, uint64_t at, const coil__http_parser *p)
+{
+    if (!h)
+        h = 0xcbf29ce484222325ull;
+    int e = (int)ev;
+    h = mix(h, &e, sizeof(e));
+    h = mix(h, &at, sizeof(at));
+    if (ev == COIL__HTTP_ERROR) {
+        h = mix(h, &p->error_status, sizeof(p->error_status));
+        return mix_str(h, p->error_reason, (uint32_t)strlen(p->error_reason));
+    }
+    if (ev == COIL__HTTP_BODY)
+        return mix_str(h, p->chunk, (uint32_t)p->chunk_len);
+    if (ev != COIL__HTTP_HEAD)
+        return h;
+    const coil__http_head *d = &p->head;
+    h = mix_str(h, d->method, d->method_len);
+    h = mix_str(h, d->target, d->target_len);
+    h = mix_str(h, d->path, d->path_len);
+    h = mix_str(h, d->query, d->query_len);
+    h = mix_str(h, d->host, d->host_len);
+    h = mix_str(h, d->reason, d->reason_len);
+    int64_t nums[] = { d->method_id, d->status, d->version_major, d->version_minor,
+                       d->content_length, d->chunked, d->keep_alive, d->expect_continue,
+                       d->upgrade, d->has_body, d->nfields };
+    h = mix(h, nums, sizeof(nums));
+    for (uint32_t i = 0; i < d->nfields; i++) {
+        h = mix_str(h, d->fields[i].name, d->fields[i].name_len);
+        h = mix_str(h, d->fields[i].value, d->fields[i].value_len);
+    }
+    return h;
+}

@@ -55,6 +55,15 @@ _Noreturn void fz_fail(const char *file, int line, const char *what);
 void fz_check_head(const coil__http_head *h, const char *raw, size_t n, bool request,
                    int request_method, const coil__http_limits *lim);
 
+/* ---- the two head paths ---- */
+
+/* Folds one event, where it happened and what the parser reports with it
+ * (the whole head after HEAD, the chunk after BODY, the verdict after
+ * ERROR) into the running digest h. The harnesses run every input twice,
+ * with the plain-head path and without it (llhttp and the scanner for
+ * every head), and the two digests must be equal. */
+uint64_t fz_digest(uint64_t h, coil__http_event ev, uint64_t at, const coil__http_parser *p);
+
 /* ---- what a chunked body is ---- */
 
 typedef struct fz_segment {
