@@ -15,11 +15,15 @@
 #include "http_impl.h"
 
 /* Bytes handed to one coil_sendv() by send_all(), give or take SEND_SLACK:
- * a rest that small rides with the slice before it, so that a buffer's
+ * a rest that small rides with the slice before it, so that a write's
  * worth of body with its chunk framing leaves in one send, not a full
- * slice and a few bytes of framing in a packet of their own. */
-#define SEND_SLICE (16 * 1024)
+ * slice and a few bytes of framing in a packet of their own. A slice is
+ * what the client must take within the send timeout; 64 KiB, one loopback
+ * segment, takes the buffers of coil_http_response_write_bufs() whole. */
+#define SEND_SLICE (64 * 1024)
 #define SEND_SLACK 64
+/* iovecs in one slice: output, chunk line, the buffers, CRLF. */
+#define SLICE_IOV (COIL_HTTP_WRITE_BUFS_MAX + 3)
 
 /* Sends all of iov[0..iovcnt) to the client, failing with -ETIMEDOUT only
  * when the client takes nothing for send_idle_ns. coil_sendv()'s deadline
@@ -34,7 +38,7 @@ static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt, bool 
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     int64_t idle_ns = c->srv->cfg.timeouts.send_idle_ns;
-    if (total && total <= SEND_SLICE && iovcnt <= 4) {
+    if (total && total <= SEND_SLICE + SEND_SLACK && iovcnt <= SLICE_IOV) {
         /* One slice, the usual answer: sent as it is. */
         ssize_t r = coil_sendv_more(&c->sock, iov, iovcnt, more,
                                     coil_deadline_in(c->srv->loop, idle_ns));
@@ -45,11 +49,11 @@ static ssize_t send_all(coil__http_conn *c, struct iovec *iov, int iovcnt, bool 
             iov++;
             iovcnt--;
         }
-        struct iovec slice[4];
+        struct iovec slice[SLICE_IOV];
         int n = 0;
         size_t len = 0;
         size_t cap = total - sent <= SEND_SLICE + SEND_SLACK ? total - sent : SEND_SLICE;
-        for (; n < iovcnt && n < 4 && len < cap; n++) {
+        for (; n < iovcnt && n < SLICE_IOV && len < cap; n++) {
             size_t take = iov[n].iov_len < cap - len ? iov[n].iov_len : cap - len;
             slice[n] = (struct iovec){ iov[n].iov_base, take };
             len += take;
@@ -359,37 +363,49 @@ size_t coil_http_chunk_line(char out[COIL_HTTP_CHUNK_LINE_MAX], size_t len)
     return digits + 2;
 }
 
-static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, coil_buf *b,
-                          bool more)
+static void release_all(coil_buf *bufs, unsigned n)
 {
+    for (unsigned i = 0; i < n; i++)
+        coil_buf_release(&bufs[i]);
+}
+
+/* The body bytes piece[0..n) as one write (one chunk), then bufs[0..nbufs)
+ * released, whatever the outcome. */
+static ssize_t write_body(coil__http_exchange *x, const struct iovec *piece, unsigned n,
+                          coil_buf *bufs, unsigned nbufs, bool more)
+{
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++)
+        len += piece[i].iov_len;
     if (x->resp_state != RESP_BEGUN) {
-        coil_buf_release(b);
+        release_all(bufs, nbufs);
         return x->resp_state == RESP_NONE ? -EINVAL : -EALREADY;
     }
     if (x->resp_len >= 0 && x->resp_written + len > (uint64_t)x->resp_len) {
-        coil_buf_release(b);
+        release_all(bufs, nbufs);
         return -EMSGSIZE;
     }
     x->resp_written += len;
     if (x->no_body || len == 0) {
-        coil_buf_release(b);
+        release_all(bufs, nbufs);
         return (ssize_t)len;
     }
     char hdr[COIL_HTTP_CHUNK_LINE_MAX];
     size_t hlen = x->chunked ? coil_http_chunk_line(hdr, len) : 0;
-    struct iovec iov[4];
-    int n = 0;
+    struct iovec iov[SLICE_IOV];
+    int k = 0;
     if (x->out_len)
-        iov[n++] = (struct iovec){ x->out, x->out_len };
+        iov[k++] = (struct iovec){ x->out, x->out_len };
     if (hlen)
-        iov[n++] = (struct iovec){ hdr, hlen };
-    iov[n++] = (struct iovec){ (void *)data, len };
+        iov[k++] = (struct iovec){ hdr, hlen };
+    for (unsigned i = 0; i < n; i++)
+        iov[k++] = piece[i];
     if (x->chunked)
-        iov[n++] = (struct iovec){ "\r\n", 2 };
-    ssize_t r = send_all(x->conn, iov, n, more);
+        iov[k++] = (struct iovec){ "\r\n", 2 };
+    ssize_t r = send_all(x->conn, iov, k, more);
     x->out_len = 0;
     x->out_prev = 0;
-    coil_buf_release(b);
+    release_all(bufs, nbufs);
     if (r < 0) {
         x->resp_state = RESP_FAILED;
         return r;
@@ -398,19 +414,39 @@ static ssize_t write_body(coil__http_exchange *x, const void *data, size_t len, 
     return (ssize_t)len;
 }
 
+static ssize_t write_one(coil__http_exchange *x, const void *data, size_t len, coil_buf *b,
+                         bool more)
+{
+    struct iovec piece = { (void *)data, len };
+    return write_body(x, &piece, 1, b, 1, more);
+}
+
 ssize_t coil_http_response_write_buf_more(coil_http_request *req, coil_buf *buf, bool more)
 {
-    return write_body(req->x, buf->data, buf->len, buf, more);
+    return write_one(req->x, buf->data, buf->len, buf, more);
+}
+
+ssize_t coil_http_response_write_bufs(coil_http_request *req, coil_buf *bufs, unsigned n,
+                                      bool more)
+{
+    if (n == 0 || n > COIL_HTTP_WRITE_BUFS_MAX) {
+        release_all(bufs, n);
+        return -EINVAL;
+    }
+    struct iovec piece[COIL_HTTP_WRITE_BUFS_MAX];
+    for (unsigned i = 0; i < n; i++)
+        piece[i] = (struct iovec){ (void *)bufs[i].data, bufs[i].len };
+    return write_body(req->x, piece, n, bufs, n, more);
 }
 
 ssize_t coil_http_response_write(coil_http_request *req, const void *data, size_t len)
 {
-    return write_body(req->x, data, len, &(coil_buf){ 0 }, false);
+    return write_one(req->x, data, len, &(coil_buf){ 0 }, false);
 }
 
 ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf)
 {
-    return write_body(req->x, buf->data, buf->len, buf, false);
+    return write_one(req->x, buf->data, buf->len, buf, false);
 }
 
 int coil_http_response_end(coil_http_request *req, const coil_http_field *trailers,

@@ -243,8 +243,17 @@ static int head_failed(fwd *f, int err)
                                                       : "upstream closed the connection");
 }
 
-/* The response body down, as it arrives. Returns 0 or a negative errno
- * (the client then sees no clean end). */
+/* Response body pieces already received are gathered for one send until
+ * they reach this many bytes (a receive buffer is 16 KiB, so a send
+ * carries about one 64 KiB loopback segment) or COIL_HTTP_WRITE_BUFS_MAX
+ * pieces: a send per receive buffer cost a 1 GiB download 850 to 1 060 ms
+ * of CPU, gathered 590 to 770. (The request body going up gained nothing
+ * measurable from the same: upload.c sends piece by piece.) */
+#define PX_GATHER_BYTES (48 * 1024)
+
+/* The response body down, as it arrives: the pieces already here leave
+ * together, in one send (coil_http_response_write_bufs). Returns 0 or a
+ * negative errno (the client then sees no clean end). */
 static int response_body(fwd *f, const coil_http_response_head *rh, int64_t len)
 {
     px_core *core = f->core;
@@ -261,18 +270,28 @@ static int response_body(fwd *f, const coil_http_response_head *rh, int64_t len)
             goto upstream_died;
     }
     for (;;) {
-        coil_buf b;
-        ssize_t n = coil_http_client_read_body(f->up, &b, coil_deadline_in(core->loop, idle));
+        coil_buf b[COIL_HTTP_WRITE_BUFS_MAX];
+        unsigned k = 0;
+        size_t held = 0;
+        ssize_t n;
+        do {
+            n = coil_http_client_read_body(f->up, &b[k], coil_deadline_in(core->loop, idle));
+            if (n <= 0)
+                break;
+            held += (size_t)n;
+            k++;
+        } while (k < COIL_HTTP_WRITE_BUFS_MAX && held < PX_GATHER_BYTES &&
+                 coil_http_client_body_ahead(f->up));
+        if (k) {
+            core->metrics.bytes_out += held;
+            bool more = n > 0 && coil_http_client_body_ahead(f->up);
+            if (coil_http_response_write_bufs(f->req, b, k, more) < 0)
+                return -EPIPE;
+        }
         if (n == 0)
             return 0;
         if (n < 0)
             goto upstream_died;
-        core->metrics.bytes_out += (uint64_t)n;
-        /* With the next piece in hand, the kernel may hold a partial
-         * segment for it: the body leaves in full segments. */
-        bool more = coil_http_client_body_ahead(f->up);
-        if (coil_http_response_write_buf_more(f->req, &b, more) < 0)
-            return -EPIPE;
     }
 upstream_died:
     /* The client must not see a clean end: the handler fails and the

@@ -871,7 +871,41 @@ static void test_router(void **state)
 static struct {
     int reads;        /* /read-body handler: body reads attempted */
     int end_result;
+    ssize_t gather[4]; /* /gather: no buffers, too many, past the length, the write */
+    bool gather_released; /* every view given to a refused write came back empty */
 } rs;
+
+/* /gather: the request body, split into views, goes back as one write of
+ * several buffers (one chunk); the refused calls first. */
+static int gather_handler(coil_http_request *req)
+{
+    coil_buf body;
+    ssize_t n = coil_http_body_read(req, &body);
+    if (n != 10) {
+        coil_buf_release(&body);
+        return -EIO;
+    }
+    coil_buf v[COIL_HTTP_WRITE_BUFS_MAX + 1];
+    rs.gather[0] = coil_http_response_write_bufs(req, v, 0, false);
+    for (unsigned i = 0; i < COIL_HTTP_WRITE_BUFS_MAX + 1; i++)
+        coil_buf_share(&body, i % 10, 1, &v[i]);
+    rs.gather[1] = coil_http_response_write_bufs(req, v, COIL_HTTP_WRITE_BUFS_MAX + 1, false);
+    rs.gather_released = true;
+    for (unsigned i = 0; i < COIL_HTTP_WRITE_BUFS_MAX + 1; i++)
+        rs.gather_released &= v[i].loop == NULL && v[i].len == 0;
+    int err = coil_http_response_begin(req, 200, NULL, 0, -1);
+    static const size_t cut[] = { 0, 3, 7, 10 };
+    for (unsigned i = 0; i < 3; i++)
+        coil_buf_share(&body, cut[i], cut[i + 1] - cut[i], &v[i]);
+    coil_buf_release(&body);
+    if (err) {
+        for (unsigned i = 0; i < 3; i++)
+            coil_buf_release(&v[i]);
+        return err;
+    }
+    rs.gather[3] = coil_http_response_write_bufs(req, v, 3, false);
+    return coil_http_response_end(req, NULL, 0);
+}
 
 static int resp_handler(coil_http_request *req, void *data)
 {
@@ -910,6 +944,8 @@ static int resp_handler(coil_http_request *req, void *data)
             err = -EIO;
         return err;
     }
+    if (path_is(req, "/gather"))
+        return gather_handler(req);
     if (path_is(req, "/read-body")) {
         rs.reads++;
         return respond_echo(req, NULL);
@@ -994,6 +1030,40 @@ static void test_chunked_response_trailers(void **state)
 {
     (void)state;
     resp_test(chunked_steps);
+}
+
+static int gather_steps(cli *c, resp *r)
+{
+    (void)r;
+    CHECK_EQ(cli_send_str(c, "POST /gather HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"
+                             "abcdefghij"),
+             0);
+    static const char body[] = "a\r\nabcdefghij\r\n0\r\n\r\n"; /* one chunk of all three */
+    const char *end = NULL;
+    while (!end && c->len < CLI_CAP) {
+        c->buf[c->len] = '\0';
+        end = strstr(c->buf, "\r\n\r\n");
+        if (end && c->len - (size_t)(end + 4 - c->buf) < sizeof(body) - 1)
+            end = NULL;
+        if (!end && cli_fill(c, dl(5000)) <= 0)
+            break;
+    }
+    CHECK(end != NULL);
+    CHECK(strncmp(c->buf, "HTTP/1.1 200 ", 13) == 0);
+    CHECK_EQ(c->len - (size_t)(end + 4 - c->buf), sizeof(body) - 1);
+    CHECK(memcmp(end + 4, body, sizeof(body) - 1) == 0);
+    CHECK_EQ(rs.gather[0], -EINVAL);
+    CHECK_EQ(rs.gather[1], -EINVAL);
+    CHECK(rs.gather_released);
+    CHECK_EQ(rs.gather[3], 10);
+out:
+    return fail_line ? -1 : 0;
+}
+
+static void test_write_several_buffers(void **state)
+{
+    (void)state;
+    resp_test(gather_steps);
 }
 
 static int short_steps(cli *c, resp *r)
@@ -1223,6 +1293,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_head_response, setup, teardown),
         cmocka_unit_test_setup_teardown(test_204_304_no_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunked_response_trailers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_several_buffers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_response_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http10_close_delimited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue_on_read, setup, teardown),

@@ -221,6 +221,21 @@ ssize_t coil_http_response_write_buf(coil_http_request *req, coil_buf *buf);
  * write. */
 ssize_t coil_http_response_write_buf_more(coil_http_request *req, coil_buf *buf, bool more);
 
+/* Most buffers coil_http_response_write_bufs() takes at once. */
+#define COIL_HTTP_WRITE_BUFS_MAX 8
+
+/* Sends bufs[0..n) as one piece of the body (one chunk when chunked), in
+ * a single send where the bytes allow: a relay holding several received
+ * pieces hands them over together, rather than one send each or a
+ * partial segment corked for the next (more, as in
+ * coil_http_response_write_buf_more, is for bytes beyond these). n is 1
+ * to COIL_HTTP_WRITE_BUFS_MAX. Every buffer is released whatever the
+ * outcome (each is empty afterwards). Returns the total byte count, or
+ * -EINVAL (n out of range) and the errors of coil_http_response_write.
+ * Loop thread only, like every response call. */
+ssize_t coil_http_response_write_bufs(coil_http_request *req, coil_buf *bufs, unsigned n,
+                                      bool more);
+
 /* Ends a streamed response (the last chunk, with trailers if chunked;
  * trailers are ignored otherwise). Returns 0 or a negative errno; -EPROTO if
  * fewer bytes than announced were written (the connection is then closed). */
