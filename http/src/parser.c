@@ -1038,10 +1038,16 @@ coil__http_event coil__http_parser_feed(coil__http_parser *p, const char *data, 
     }
     if (p->m.sized_body)
         return sized_body(p, data, len, used);
-    if (p->m.msg_bytes == 0 && p->m.state == ST_HEAD && len && !p->plain_head_off) {
-        coil__http_event ev = plain_head(p, data, len, used);
-        if (ev != COIL__HTTP_NEED_MORE)
-            return ev;
+    if (p->m.msg_bytes == 0 && p->m.state == ST_HEAD) {
+        /* Nothing of a message yet: llhttp would take nothing either (a
+         * client asks before its first receive). */
+        if (!len)
+            return stop(p, ST_HEAD, COIL__HTTP_NEED_MORE, 0, used);
+        if (!p->plain_head_off) {
+            coil__http_event ev = plain_head(p, data, len, used);
+            if (ev != COIL__HTTP_NEED_MORE)
+                return ev;
+        }
     }
     size_t off = 0;
     for (;;) {
