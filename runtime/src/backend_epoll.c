@@ -11,9 +11,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -210,6 +212,20 @@ static void note_drained(coil_sock *s, ssize_t got, size_t asked)
         s->flags &= ~COIL__SOCK_RD_READY;
 }
 
+/* Whether a buffer receive left bytes in the socket (coil_sock_rx_more),
+ * as io_uring's IORING_CQE_F_SOCK_NONEMPTY says: a relay then sends the
+ * pieces in hand together. Only a receive that filled its buffer can have
+ * left any, and only those ask the kernel (SIOCINQ), so small exchanges
+ * pay nothing for it. */
+static void note_left(coil_sock *s, ssize_t got, size_t asked)
+{
+    int queued = 0;
+    if (got > 0 && (size_t)got == asked && ioctl(s->fd, SIOCINQ, &queued) == 0 && queued > 0)
+        s->flags |= COIL__SOCK_RX_NONEMPTY;
+    else
+        s->flags &= ~COIL__SOCK_RX_NONEMPTY;
+}
+
 bool coil__sock_rd_drained(const coil_sock *s)
 {
     return (s->flags & COIL__SOCK_REGISTERED) &&
@@ -247,6 +263,7 @@ static ssize_t ep_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
         ssize_t r = recv(s->fd, coil__buf_addr(&l->bufs, id), l->bufs.size, 0);
         if (r > 0) {
             note_drained(s, r, l->bufs.size);
+            note_left(s, r, l->bufs.size);
             coil__buf_view(l, out, id, (size_t)r);
             return r;
         }

@@ -269,7 +269,7 @@ enum {
     COIL__SOCK_WR_READY = 1u << 9,     /* epoll: writable edge not yet consumed */
     COIL__SOCK_RX_SINGLE = 1u << 10,   /* receives are single-shot (backpressure) */
     COIL__SOCK_TX_MORE = 1u << 11,     /* sends: MSG_MORE, during coil_sendv_more() */
-    COIL__SOCK_RX_NONEMPTY = 1u << 12, /* io_uring: the last receive left bytes in the socket */
+    COIL__SOCK_RX_NONEMPTY = 1u << 12, /* the last buffer receive left bytes in the socket */
     COIL__SOCK_RD_HUP = 1u << 13,      /* epoll: end of stream or error reported */
 };
 

@@ -676,6 +676,48 @@ static void test_rx_quiet(void **state)
     assert_int_equal(harness_run(&loop, quiet_main, NULL), 0);
 }
 
+/* ---- what coil_sock_rx_more says ---- */
+
+/* 40 KiB wait in the kernel before the first buffer receive: after every
+ * piece but the last, more is known to be there without waiting (a relay
+ * sends the pieces it holds together on that word); after the last, it is
+ * not, or the relay would wait for bytes that may never come while
+ * holding the ones it has. */
+static int rx_more_main(void *arg)
+{
+    (void)arg;
+    coil_sock c, s;
+    assert_int_equal(pair(&c, &s), 0);
+    static char data[40 * 1024];
+    memset(data, 'm', sizeof(data));
+    assert_int_equal(coil_send(&c, data, sizeof(data), COIL_NO_DEADLINE), (ssize_t)sizeof(data));
+    assert_int_equal(coil_sleep(50 * MS), 0); /* all of it in s's queue */
+    size_t got = 0;
+    unsigned pieces = 0;
+    while (got < sizeof(data)) {
+        coil_buf b;
+        ssize_t n = coil_recv_buf(&s, &b, coil_deadline_in(&loop, 5000 * MS));
+        assert_true(n > 0);
+        coil_buf_release(&b);
+        got += (size_t)n;
+        pieces++;
+        if (got < sizeof(data) && !coil_sock_rx_more(&s))
+            fail_msg("%zu of %zu bytes received, more not reported", got, sizeof(data));
+    }
+    assert_int_equal(got, sizeof(data));
+    assert_false(coil_sock_rx_more(&s));
+    assert_true(pieces >= 3); /* 16 KiB buffers */
+    assert_int_equal(coil_close(&c), 0);
+    assert_int_equal(coil_close(&s), 0);
+    return 0;
+}
+
+static void test_rx_more(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_run(&loop, rx_more_main, NULL), 0);
+}
+
 /* ---- a small send into a full socket ---- */
 
 /* The peer of a socket whose buffers are full: after a pause (so that the
@@ -762,6 +804,7 @@ int main(void)
         NET_TEST(test_idle_timeout_resets_on_progress),
         NET_TEST(test_small_send_into_full_socket),
         NET_TEST(test_rx_quiet),
+        NET_TEST(test_rx_more),
     };
     return HARNESS_RUN(tests);
 }

@@ -141,9 +141,10 @@ bool coil_sock_rx_quiet(const coil_sock *sock);
 
 /* True when the next receive is known to return bytes without waiting for
  * the peer: bytes already received wait in the socket's queue
- * (coil_sock_rx_pending), or, on io_uring, the kernel reported the socket
- * still readable when it completed the last receive. False when nothing is
- * known (always, on epoll, unless bytes are queued). Loop thread. */
+ * (coil_sock_rx_pending), or the last coil_recv_buf() left bytes in the
+ * kernel's queue (io_uring: the completion said the socket was still
+ * readable; epoll: a receive that filled its buffer asks the kernel how
+ * much is left). False when nothing is known. Loop thread. */
 bool coil_sock_rx_more(const coil_sock *sock);
 
 /* With single set, coil_recv_buf uses one single-shot receive per call (on
