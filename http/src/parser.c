@@ -1,7 +1,7 @@
 /*
  * llhttp (strict mode) plus coil's checks, RFC 9112 first.
  *
- * Three layers look at every head:
+ * Three layers look at a head:
  *   - llhttp tokenises the message and frames the body;
  *   - a raw line scanner (scan()) walks the very bytes llhttp consumed in
  *     the head and the trailer section. It exists because llhttp 8.1 accepts
@@ -13,6 +13,11 @@
  *   - field semantics (Host, Content-Length, Transfer-Encoding, Connection,
  *     Expect, Upgrade, the target's form) checked on the copies in the
  *     arena when the head is complete.
+ *
+ * A plain head that arrived whole skips the first two (plain_head.c: one
+ * pass over it, declining anything it is not sure llhttp and the scanner
+ * would take the same way) and gets the third, and its Content-Length
+ * body is counted down here instead of by llhttp.
  *
  * Each event is a pause of llhttp: a callback records what happened and
  * returns HPE_PAUSED, llhttp_get_error_pos() says how far it got, and
