@@ -536,9 +536,7 @@ def pair_lines(case, results):
     median of same-round ratios, with their range."""
     out = []
     for a, b in case.pairs:
-        base = {r["round"]: r["cpu_us"] for r in results[case.key].get(b, []) if r.get("cpu_us")}
-        ratios = sorted(r["cpu_us"] / base[r["round"]] for r in results[case.key].get(a, [])
-                        if r.get("cpu_us") is not None and r["round"] in base)
+        ratios = paired_ratios(results, case.key, a, b, lambda s: s.get("cpu_us"))
         if ratios:
             out.append(f"- CPU µs/req, {a} to {b} in the same round: **×{statistics.median(ratios):.2f}** "
                        f"({ratios[0]:.2f}..{ratios[-1]:.2f})")
@@ -578,6 +576,89 @@ def table(cases, results):
             lines.extend(extra)
         lines.append("")
     return "\n".join(lines)
+
+
+class Target:
+    """One performance target: `contender`'s figure over `reference`'s, paired
+    by round, must be at most `bound`. `floor` names the pair that shows the
+    best any server could do on the day: the bare loops, which parse nothing,
+    measured the same way. `figure` reads a sample (None: not measured)."""
+    def __init__(self, text, case, contender, reference, bound, floor=None, figure=None, key="cpu_us"):
+        self.text, self.case, self.contender, self.reference = text, case, contender, reference
+        self.bound, self.floor = bound, floor
+        self.figure = figure or (lambda s: s.get(key))
+
+
+def peak_rss(s):
+    """The larger peak of a 1 GiB run's two transfers (nginx only downloads)."""
+    peaks = [s[k] for k in ("down_hwm_kb", "echo_hwm_kb") if s.get(k) is not None]
+    return max(peaks) if peaks else None
+
+
+TARGETS = [
+    Target("hello: CPU/request ≤ ×0.7 nginx", "hello", "coil-io_uring", "nginx", 0.7,
+           floor=("responder-io_uring", "nginx")),
+    Target("hello: io_uring ≤ ×0.8 epoll", "hello", "coil-io_uring", "coil-epoll", 0.8,
+           floor=("responder-io_uring", "responder")),
+    Target("pipelined: CPU/request ≤ 1/8 nginx", "pipeline", "coil-io_uring", "nginx", 1 / 8,
+           floor=("responder-io_uring", "nginx")),
+    Target("proxy small GET: CPU/request ≤ ×0.65 haproxy", "proxy", "coil-io_uring", "haproxy", 0.65,
+           floor=("relay-io_uring", "haproxy")),
+    Target("1 GiB upload (echoed) through the proxy: time ≤ haproxy", "big", "coil-io_uring", "haproxy", 1.0,
+           key="echo_s"),
+    Target("1 GiB through the proxy: peak RSS ≤ nginx", "big", "coil-io_uring", "nginx", 1.0, figure=peak_rss),
+    Target("idle keep-alive connection: RSS ≤ nginx", "idle", "coil-io_uring", "nginx", 1.0, key="rss_per_conn"),
+]
+
+
+def paired_ratios(results, case, a, b, figure):
+    """Sorted per-round ratios figure(a) / figure(b) over the rounds both ran."""
+    base = {}
+    for s in results.get(case, {}).get(b, []):
+        v = figure(s)
+        if v:
+            base[s["round"]] = v
+    out = []
+    for s in results.get(case, {}).get(a, []):
+        v = figure(s)
+        if v is not None and s["round"] in base:
+            out.append(v / base[s["round"]])
+    return sorted(out)
+
+
+def ratio_cell(ratios):
+    if not ratios:
+        return "–"
+    cell = f"×{statistics.median(ratios):.2f}"
+    if len(ratios) > 1:
+        cell += f" ({ratios[0]:.2f}..{ratios[-1]:.2f})"
+    return cell
+
+
+def targets_table(cases, results):
+    """Each target of the cases run, read from this run alone: the paired
+    ratio (median over rounds, range), the floor's ratio beside it, and
+    whether the median is within the bound. It reports; it asserts nothing."""
+    run = {c.key for c in cases}
+    lines = []
+    for t in TARGETS:
+        if t.case not in run:
+            continue
+        ratios = paired_ratios(results, t.case, t.contender, t.reference, t.figure)
+        floor = "–"
+        if t.floor:
+            floor_ratios = paired_ratios(results, t.case, t.floor[0], t.floor[1], t.figure)
+            if floor_ratios:
+                floor = f"{t.floor[0]} to {t.floor[1]} {ratio_cell(floor_ratios)}"
+        verdict = "–" if not ratios else ("met" if statistics.median(ratios) <= t.bound else "not met")
+        lines.append(f"| {t.text} | {t.contender} to {t.reference} **{ratio_cell(ratios)}** | {floor} | {verdict} |")
+    if not lines:
+        return ""
+    head = ["### Targets in this run", "",
+            "Paired by round like the ratios above: median (min..max). The floor is the same ratio "
+            "for the bare loops and the relay, which parse nothing.", "",
+            "| target | measured | floor | |", "| --- | --- | --- | --- |"]
+    return "\n".join(head + lines) + "\n"
 
 
 def chart(cases, results, png, tmp):
@@ -773,7 +854,7 @@ def main():
         if upstream:
             upstream.stop()
 
-    md = table(cases, results)
+    md = table(cases, results) + "\n" + targets_table(cases, results)
     meta = (f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs "
             f"({platform_line()}): {args.rounds} rounds, {args.duration} s wrk runs, "
             f"median (min..max over rounds), **×N** = median over rounds of the ratio to nginx (haproxy in the 1 GiB case) in the same round.")
