@@ -993,18 +993,21 @@ static bool plain_head_means(coil__http_parser *p)
     return head_complete(p, false) == 0;
 }
 
-static coil__http_event plain_head(coil__http_parser *p, const char *data, size_t len,
-                                   size_t *used)
+/* False when the plain path declines the head, which llhttp then reads from
+ * its first byte; true when it took it, with its event in *ev. */
+static bool plain_head(coil__http_parser *p, const char *data, size_t len, size_t *used,
+                       coil__http_event *ev)
 {
     size_t n = coil__http_plain_head(p, data, len);
     if (!n || !plain_head_means(p)) {
         reset_message(p);
-        return COIL__HTTP_NEED_MORE; /* not taken */
+        return false;
     }
     p->m.sized_body = true;
     p->m.body_left = p->head.has_body ? (uint64_t)p->head.content_length : 0;
     p->m.msg_bytes = n;
-    return stop(p, ST_BODY, COIL__HTTP_HEAD, n, used);
+    *ev = stop(p, ST_BODY, COIL__HTTP_HEAD, n, used);
+    return true;
 }
 
 static coil__http_event sized_body(coil__http_parser *p, const char *data, size_t len,
@@ -1048,11 +1051,9 @@ coil__http_event coil__http_parser_feed(coil__http_parser *p, const char *data, 
          * client asks before its first receive). */
         if (!len)
             return stop(p, ST_HEAD, COIL__HTTP_NEED_MORE, 0, used);
-        if (!p->plain_head_off) {
-            coil__http_event ev = plain_head(p, data, len, used);
-            if (ev != COIL__HTTP_NEED_MORE)
-                return ev;
-        }
+        coil__http_event ev;
+        if (!p->plain_head_off && plain_head(p, data, len, used, &ev))
+            return ev;
     }
     size_t off = 0;
     for (;;) {

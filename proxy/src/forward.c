@@ -274,17 +274,18 @@ static int response_body(fwd *f, const coil_http_response_head *rh, int64_t len)
         unsigned k = 0;
         size_t held = 0;
         ssize_t n;
+        bool ahead = false; /* more of the body already received */
         do {
             n = coil_http_client_read_body(f->up, &b[k], coil_deadline_in(core->loop, idle));
             if (n <= 0)
                 break;
             held += (size_t)n;
             k++;
-        } while (k < COIL_HTTP_WRITE_BUFS_MAX && held < PX_GATHER_BYTES &&
-                 coil_http_client_body_ahead(f->up));
+            ahead = coil_http_client_body_ahead(f->up);
+        } while (k < COIL_HTTP_WRITE_BUFS_MAX && held < PX_GATHER_BYTES && ahead);
         if (k) {
             core->metrics.bytes_out += held;
-            bool more = n > 0 && coil_http_client_body_ahead(f->up);
+            bool more = n > 0 && ahead;
             if (coil_http_response_write_bufs(f->req, b, k, more) < 0)
                 return -EPIPE;
         }
