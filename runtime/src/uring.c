@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "valgrind_io.h"
 #include "uring_impl.h"
 
 #define BGID 0
@@ -346,6 +348,8 @@ static void dispatch(struct coil__loop *l, struct io_uring_cqe *cqe)
     }
     if ((flags & IORING_CQE_F_BUFFER) && st->br_posted)
         st->br_posted--;
+    if ((flags & IORING_CQE_F_BUFFER) && res > 0)
+        COIL__KERNEL_WROTE(coil__buf_addr(&l->bufs, flags >> IORING_CQE_BUFFER_SHIFT), (size_t)res);
     uint32_t idx = (uint32_t)tag;
     uint32_t gen = (uint32_t)(tag >> 32);
     if (idx >= st->cap || !st->slot_op[idx] || st->slot_gen[idx] != gen) {
@@ -378,6 +382,12 @@ static int uring_poll(struct coil__loop *l, int64_t timeout_ns)
         br_fill(l);
     if (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW)
         l->cq_overflows++;
+    bool sliced = false; /* valgrind_io.h, "Threads" */
+    if (timeout_ns != 0 && COIL__UNDER_VALGRIND() &&
+        (timeout_ns < 0 || timeout_ns > COIL__VALGRIND_SLICE_NS)) {
+        timeout_ns = COIL__VALGRIND_SLICE_NS;
+        sliced = true;
+    }
     int ret;
     if (timeout_ns == 0) {
         /* Enters the kernel only if there is something to submit, or
@@ -392,6 +402,8 @@ static int uring_poll(struct coil__loop *l, int64_t timeout_ns)
         struct io_uring_cqe *cqe;
         ret = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
     }
+    if (sliced)
+        sched_yield();
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
         return ret;
     /* Completions may be posted while we reap: bound the batch so a flood

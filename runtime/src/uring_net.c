@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "valgrind_io.h"
 #include "uring_impl.h"
 
 #define BGID 0
@@ -334,7 +335,10 @@ static int u_accept(coil_sock *lsn, struct sockaddr_storage *peer, int64_t deadl
 {
     if (!SS(lsn)->multishot) {
         struct accept_ctx a = { .peer = peer, .len = sizeof(*peer) };
-        return (int)run_op(lsn, &lsn->rd, prep_accept, &a, deadline);
+        int fd = (int)run_op(lsn, &lsn->rd, prep_accept, &a, deadline);
+        if (fd >= 0 && peer)
+            COIL__KERNEL_WROTE(peer, a.len < sizeof(*peer) ? a.len : sizeof(*peer));
+        return fd;
     }
     for (;;) {
         if (lsn->flags & COIL__SOCK_CLOSING)
@@ -394,6 +398,17 @@ static void prep_recv(struct io_uring_sqe *sqe, coil_sock *s, void *ctx)
     io_uring_prep_recv(sqe, s->fd, c->buf, c->len, 0);
 }
 
+/* A receive into memory of our own (not the kernel's buffer ring). */
+static ssize_t recv_own(coil_sock *s, void *buf, size_t len, int64_t deadline)
+{
+    struct io_ctx c = { .buf = buf, .len = len };
+    s->flags &= ~COIL__SOCK_RX_NONEMPTY; /* this receive does not say */
+    ssize_t r = run_op(s, &s->rd, prep_recv, &c, deadline);
+    if (r > 0)
+        COIL__KERNEL_WROTE(buf, (size_t)r);
+    return r;
+}
+
 /* Copies queued bytes into caller memory; returns what an entry says. */
 static ssize_t rx_copy(coil_sock *s, void *buf, size_t len)
 {
@@ -432,9 +447,7 @@ static ssize_t u_recv(coil_sock *s, void *buf, size_t len, int64_t deadline)
                 return err;
             continue;
         }
-        struct io_ctx c = { .buf = buf, .len = len };
-        s->flags &= ~COIL__SOCK_RX_NONEMPTY; /* this receive does not say */
-        return run_op(s, &s->rd, prep_recv, &c, deadline);
+        return recv_own(s, buf, len, deadline);
     }
 }
 
@@ -556,9 +569,7 @@ static ssize_t u_recv_buf(coil_sock *s, coil_buf *out, int64_t deadline)
         err = coil__bufpool_take_any(&l->bufs, &id);
         if (err < 0)
             return err;
-        struct io_ctx c = { .buf = coil__buf_addr(&l->bufs, id), .len = l->bufs.size };
-        s->flags &= ~COIL__SOCK_RX_NONEMPTY; /* this receive does not say */
-        ssize_t r = run_op(s, &s->rd, prep_recv, &c, deadline);
+        ssize_t r = recv_own(s, coil__buf_addr(&l->bufs, id), l->bufs.size, deadline);
         if (r <= 0) {
             coil__buf_give_back(l, id);
             return r;
@@ -583,6 +594,8 @@ static int u_rx_stop(coil_sock *s)
 static void prep_sendmsg(struct io_uring_sqe *sqe, coil_sock *s, void *ctx)
 {
     struct io_ctx *c = ctx;
+    for (size_t i = 0; i < c->mh.msg_iovlen; i++)
+        COIL__KERNEL_READS(c->mh.msg_iov[i].iov_base, c->mh.msg_iov[i].iov_len);
     if (c->mh.msg_iovlen == 1)
         io_uring_prep_send(sqe, s->fd, c->mh.msg_iov[0].iov_base, c->mh.msg_iov[0].iov_len,
                            MSG_NOSIGNAL | c->flags);
