@@ -367,6 +367,46 @@ static void dispatch(struct coil__loop *l, struct io_uring_cqe *cqe)
     op_complete(l, op, res, flags, more);
 }
 
+/* Submits what is queued and, unless timeout_ns is 0, waits up to timeout_ns
+ * (negative: no limit) for a completion. */
+static int submit_and_wait(struct io_uring *ring, int64_t timeout_ns)
+{
+    if (timeout_ns == 0) {
+        /* Enters the kernel only if there is something to submit, or
+         * completions wait behind DEFER_TASKRUN or a CQ overflow (liburing
+         * reads IORING_SQ_TASKRUN / IORING_SQ_CQ_OVERFLOW for that). */
+        return io_uring_submit(ring);
+    }
+    if (timeout_ns < 0)
+        return io_uring_submit_and_wait(ring, 1);
+    struct __kernel_timespec ts = { .tv_sec = timeout_ns / 1000000000,
+                                    .tv_nsec = timeout_ns % 1000000000 };
+    struct io_uring_cqe *cqe;
+    return io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+}
+
+/* The same wait under Valgrind (valgrind_io.h, "Threads"): in slices, with a
+ * sched_yield after each so that Valgrind runs the other threads, until a
+ * completion comes or the whole timeout has passed. */
+static int submit_and_wait_sliced(struct io_uring *ring, int64_t timeout_ns)
+{
+    int64_t left = timeout_ns;
+    for (;;) {
+        int64_t slice = left == 0 || (left > 0 && left < COIL__VALGRIND_SLICE_NS)
+                            ? left
+                            : COIL__VALGRIND_SLICE_NS;
+        int ret = submit_and_wait(ring, slice);
+        if (slice == 0)
+            return ret;
+        sched_yield();
+        /* A wait that timed out may still answer with what it submitted. */
+        if ((ret < 0 && ret != -ETIME) || io_uring_cq_ready(ring))
+            return ret;
+        if (left > 0 && (left -= slice) <= 0)
+            return ret;
+    }
+}
+
 static int uring_poll(struct coil__loop *l, int64_t timeout_ns)
 {
     uring_state *st = US(l);
@@ -382,28 +422,8 @@ static int uring_poll(struct coil__loop *l, int64_t timeout_ns)
         br_fill(l);
     if (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW)
         l->cq_overflows++;
-    bool sliced = false; /* valgrind_io.h, "Threads" */
-    if (timeout_ns != 0 && COIL__UNDER_VALGRIND() &&
-        (timeout_ns < 0 || timeout_ns > COIL__VALGRIND_SLICE_NS)) {
-        timeout_ns = COIL__VALGRIND_SLICE_NS;
-        sliced = true;
-    }
-    int ret;
-    if (timeout_ns == 0) {
-        /* Enters the kernel only if there is something to submit, or
-         * completions wait behind DEFER_TASKRUN or a CQ overflow (liburing
-         * reads IORING_SQ_TASKRUN / IORING_SQ_CQ_OVERFLOW for that). */
-        ret = io_uring_submit(ring);
-    } else if (timeout_ns < 0) {
-        ret = io_uring_submit_and_wait(ring, 1);
-    } else {
-        struct __kernel_timespec ts = { .tv_sec = timeout_ns / 1000000000,
-                                        .tv_nsec = timeout_ns % 1000000000 };
-        struct io_uring_cqe *cqe;
-        ret = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
-    }
-    if (sliced)
-        sched_yield();
+    int ret = COIL__UNDER_VALGRIND() ? submit_and_wait_sliced(ring, timeout_ns)
+                                     : submit_and_wait(ring, timeout_ns);
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
         return ret;
     /* Completions may be posted while we reap: bound the batch so a flood
