@@ -521,13 +521,27 @@ def summarize(samples):
     return out
 
 
+def round_ratios(samples, base_samples, figure):
+    """Sorted per-round ratios figure(sample) / figure(base sample) over the
+    rounds both ran: each round runs the contenders back to back, so a ratio
+    within a round cancels most of what the shared machine was doing at the
+    time. figure reads a sample (None: not measured)."""
+    base = {}
+    for s in base_samples:
+        v = figure(s)
+        if v:
+            base[s["round"]] = v
+    out = []
+    for s in samples:
+        v = figure(s)
+        if v is not None and s["round"] in base:
+            out.append(v / base[s["round"]])
+    return sorted(out)
+
+
 def paired_ratio(samples, base_samples, key):
-    """Median of the per-round ratios sample/base for key: each round runs the
-    contenders back to back, so a ratio within a round cancels most of what
-    the shared machine was doing at the time; None without a common round."""
-    base = {s["round"]: s[key] for s in base_samples if s.get(key)}
-    ratios = [s[key] / base[s["round"]] for s in samples
-              if s.get(key) is not None and s["round"] in base]
+    """Median of round_ratios() for key; None without a common round."""
+    ratios = round_ratios(samples, base_samples, lambda s: s.get(key))
     return statistics.median(ratios) if ratios else None
 
 
@@ -612,18 +626,9 @@ TARGETS = [
 
 
 def paired_ratios(results, case, a, b, figure):
-    """Sorted per-round ratios figure(a) / figure(b) over the rounds both ran."""
-    base = {}
-    for s in results.get(case, {}).get(b, []):
-        v = figure(s)
-        if v:
-            base[s["round"]] = v
-    out = []
-    for s in results.get(case, {}).get(a, []):
-        v = figure(s)
-        if v is not None and s["round"] in base:
-            out.append(v / base[s["round"]])
-    return sorted(out)
+    """round_ratios() of contender a to contender b in case."""
+    per = results.get(case, {})
+    return round_ratios(per.get(a, []), per.get(b, []), figure)
 
 
 def ratio_cell(ratios):
