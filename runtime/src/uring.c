@@ -348,7 +348,7 @@ static void dispatch(struct coil__loop *l, struct io_uring_cqe *cqe)
     }
     if ((flags & IORING_CQE_F_BUFFER) && st->br_posted)
         st->br_posted--;
-    if ((flags & IORING_CQE_F_BUFFER) && res > 0)
+    if ((flags & IORING_CQE_F_BUFFER) && res > 0 && COIL__UNDER_VALGRIND())
         COIL__KERNEL_WROTE(coil__buf_addr(&l->bufs, flags >> IORING_CQE_BUFFER_SHIFT), (size_t)res);
     uint32_t idx = (uint32_t)tag;
     uint32_t gen = (uint32_t)(tag >> 32);

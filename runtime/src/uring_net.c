@@ -594,8 +594,9 @@ static int u_rx_stop(coil_sock *s)
 static void prep_sendmsg(struct io_uring_sqe *sqe, coil_sock *s, void *ctx)
 {
     struct io_ctx *c = ctx;
-    for (size_t i = 0; i < c->mh.msg_iovlen; i++)
-        COIL__KERNEL_READS(c->mh.msg_iov[i].iov_base, c->mh.msg_iov[i].iov_len);
+    if (COIL__UNDER_VALGRIND())
+        for (size_t i = 0; i < c->mh.msg_iovlen; i++)
+            COIL__KERNEL_READS(c->mh.msg_iov[i].iov_base, c->mh.msg_iov[i].iov_len);
     if (c->mh.msg_iovlen == 1)
         io_uring_prep_send(sqe, s->fd, c->mh.msg_iov[0].iov_base, c->mh.msg_iov[0].iov_len,
                            MSG_NOSIGNAL | c->flags);

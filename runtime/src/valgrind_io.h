@@ -19,8 +19,9 @@
  * the backend cuts a wait into slices of COIL__VALGRIND_SLICE_NS and calls
  * sched_yield(2), which Valgrind does hand over on, after each.
  *
- * Outside Valgrind each of these is a few no-op instructions; without
- * Valgrind's headers (or with COIL_NO_VALGRIND) it is nothing.
+ * Outside Valgrind each of these is a few no-op instructions (the hot paths
+ * ask COIL__UNDER_VALGRIND() first, so nothing is computed for a mark);
+ * without Valgrind's headers (or with COIL_NO_VALGRIND) it is nothing.
  */
 #ifndef COIL_VALGRIND_IO_H
 #define COIL_VALGRIND_IO_H
